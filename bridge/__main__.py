@@ -1,0 +1,141 @@
+"""Entry point: ``python -m bridge`` (or ``visio-bridge``).
+
+-g writes a registration for the homeserver; without it the bridge runs until SIGTERM
+or Ctrl-C. Startup problems end the program with one sentence and a distinct exit code.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import logging.config
+import os
+import sys
+from typing import Any, cast
+
+from mautrix.util.logging import TraceLogger
+from mautrix.util.program import Program
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from . import __version__
+from .config import EXAMPLE_CONFIG, Config, ConfigError
+from .context import EXIT_CONFIG, Bridge, StartupError
+
+EXIT_NO_CONFIG = 10
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"visio-bridge: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def write_registration(path: str, registration: dict[str, Any]) -> None:
+    """Write the registration file, readable by its owner only (it holds the tokens)."""
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        yaml.dump(registration, stream)
+
+
+class VisioBridge(Program):
+    """The program around one Bridge: arguments, config file, logging, lifecycle."""
+
+    module = "bridge"
+    name = "visio-bridge"
+    command = "python -m bridge"
+    description = "Visio Bridge: Matrix rooms as video meetings"
+    version = __version__
+    config_class = Config
+    config: Config
+    bridge: Bridge | None = None
+
+    @property
+    def base_config_path(self) -> str:
+        return EXAMPLE_CONFIG
+
+    def prepare_arg_parser(self) -> None:
+        super().prepare_arg_parser()
+        self.parser.add_argument(
+            "-g",
+            "--generate-registration",
+            action="store_true",
+            help="write a registration file for the homeserver (fresh tokens) and exit",
+        )
+        self.parser.add_argument(
+            "-r",
+            "--registration",
+            default="registration.yaml",
+            metavar="<path>",
+            help="the path of the registration file to write with -g",
+        )
+        self.parser.add_argument("--version", action="version", version=__version__)
+
+    def prepare_config(self) -> None:
+        path = self.args.config
+        self.config = Config(path)
+        try:
+            self.config.load()
+        except FileNotFoundError:
+            _fail(
+                f"no config file at {path}. Copy config.example.yaml there and edit it.",
+                EXIT_NO_CONFIG,
+            )
+        except YAMLError as e:
+            _fail(f"{path} is not valid YAML: {e}", EXIT_NO_CONFIG)
+        try:
+            self.config.update(save=not self.args.no_update)
+        except ConfigError as e:
+            _fail(str(e), EXIT_CONFIG)
+        if self.args.generate_registration:
+            self._generate_registration()
+
+    def _generate_registration(self) -> None:
+        try:
+            self.config.validate()
+        except ConfigError as e:
+            _fail(str(e), EXIT_CONFIG)
+        registration = self.config.generate_registration()
+        self.config.save()
+        write_registration(self.args.registration, registration)
+        print(
+            f"Wrote {self.args.registration}. Add it to your homeserver's "
+            "app_service_config_files and restart the homeserver."
+        )
+        sys.exit(0)
+
+    def prepare_log(self) -> None:
+        try:
+            logging.config.dictConfig(copy.deepcopy(dict(self.config["logging"])))
+        except (ValueError, TypeError, AttributeError, KeyError) as e:
+            _fail(f"Invalid config value logging: {e}", EXIT_CONFIG)
+        self.log = cast(TraceLogger, logging.getLogger("visio.init"))
+
+    def check_config(self) -> None:
+        try:
+            self.config.validate()
+            self.config.check_example_values()
+        except ConfigError as e:
+            _fail(str(e), EXIT_CONFIG)
+
+    async def start(self) -> None:
+        self.bridge = Bridge(self.config)
+        try:
+            await self.bridge.start()
+        except StartupError as e:
+            await self.bridge.stop()
+            _fail(str(e), e.exit_code)
+        await self.bridge.ping_homeserver()
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()
+
+
+def main() -> None:
+    VisioBridge().run()
+
+
+if __name__ == "__main__":
+    main()

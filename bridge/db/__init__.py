@@ -1,0 +1,30 @@
+"""Persistence: one module per table, migrations in upgrade/."""
+
+from __future__ import annotations
+
+from mautrix.util.async_db import Database
+
+from .attendance import AttendanceRow, AttendanceTable
+from .meeting import MeetingRow, MeetingTable
+from .transaction import TransactionTable
+from .upgrade import upgrade_table
+
+__all__ = [
+    "AttendanceRow",
+    "AttendanceTable",
+    "MeetingRow",
+    "MeetingTable",
+    "Storage",
+    "TransactionTable",
+    "upgrade_table",
+]
+
+
+class Storage:
+    """The bridge's tables over one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.meetings = MeetingTable(db)
+        self.attendance = AttendanceTable(db)
+        self.transactions = TransactionTable(db)

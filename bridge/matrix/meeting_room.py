@@ -1,0 +1,148 @@
+"""What a meeting looks like in its Matrix room: the widget, its layout, the state event.
+
+The state event (``io.visiobridge.meeting``, state key "") describes the meeting for
+clients and for other agencies' bridges; the widget (``im.vector.modular.widgets``)
+shows it in Element, pinned above the timeline by ``io.element.widgets.layout``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from mautrix.errors import MatrixRequestError
+from mautrix.types import EventType, PowerLevelStateEventContent, RoomID
+
+from ..meeting.meeting import Meeting
+
+if TYPE_CHECKING:
+    from ..context import Bridge
+
+MEETING_STATE = EventType.find("io.visiobridge.meeting", EventType.Class.STATE)
+WIDGET_STATE = EventType.find("im.vector.modular.widgets", EventType.Class.STATE)
+LAYOUT_STATE = EventType.find("io.element.widgets.layout", EventType.Class.STATE)
+
+# Element fills these in when it loads the widget.
+_WIDGET_VARIABLES = (
+    "userId=$matrix_user_id&roomId=$matrix_room_id&widgetId=$matrix_widget_id"
+    "&displayName=$matrix_display_name&avatarUrl=$matrix_avatar_url&theme=$theme"
+)
+
+log = logging.getLogger("visio.matrix.room")
+
+
+class MeetingRoom:
+    """Publishes a meeting's widget, layout and state event in its room."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def join_url(self, meeting: Meeting) -> str:
+        base = str(self.bridge.config["web.public_url"]).rstrip("/")
+        return f"{base}/meet/{quote(meeting.id)}"
+
+    def widget_url(self, meeting: Meeting) -> str:
+        return f"{self.join_url(meeting)}?widget=1&{_WIDGET_VARIABLES}"
+
+    def state_content(self, meeting: Meeting) -> dict[str, Any]:
+        content: dict[str, Any] = {
+            "meeting_id": meeting.id,
+            "title": meeting.title,
+            "state": meeting.state.value,
+            "host": self.bridge.config.bot_mxid,
+            "join_url": self.join_url(meeting),
+            "started_by": meeting.started_by,
+            "started_at": meeting.started_at,
+            "participant_count": len(meeting.participants),
+        }
+        if meeting.ended_at is not None:
+            content["ended_at"] = meeting.ended_at
+        return content
+
+    def widget_content(self, meeting: Meeting) -> dict[str, Any]:
+        return {
+            "type": "m.custom",
+            "url": self.widget_url(meeting),
+            "name": meeting.title,
+            "creatorUserId": self.bridge.config.bot_mxid,
+            "data": {"title": meeting.title, "meeting_id": meeting.id},
+        }
+
+    async def _power_levels(self, room_id: RoomID) -> PowerLevelStateEventContent:
+        levels = await self.bridge.state_store.get_power_levels(room_id)
+        if levels is None:
+            levels = await self.bridge.bot.get_power_levels(room_id, ensure_joined=False)
+        return levels
+
+    async def missing_power(self, room_id: RoomID) -> list[EventType]:
+        """The state event types the bot may not send in this room."""
+        levels = await self._power_levels(room_id)
+        create = await self.bridge.state_store.get_create(room_id)
+        bot_level = levels.get_user_level(self.bridge.bot.mxid, create)
+        return [
+            event_type
+            for event_type in (MEETING_STATE, WIDGET_STATE, LAYOUT_STATE)
+            if bot_level < levels.get_event_level(event_type)
+        ]
+
+    async def publish(self, meeting: Meeting) -> list[EventType]:
+        """Show a started meeting in its room; returns the event types the bot lacked
+        the power to send (nothing else is left undone)."""
+        room_id = RoomID(meeting.room_id)
+        missing = await self.missing_power(room_id)
+        if MEETING_STATE not in missing:
+            await self._send(room_id, MEETING_STATE, "", self.state_content(meeting))
+        if WIDGET_STATE not in missing:
+            await self._send(
+                room_id, WIDGET_STATE, meeting.widget_id, self.widget_content(meeting)
+            )
+            if LAYOUT_STATE not in missing:
+                await self._pin(room_id, meeting.widget_id)
+        return missing
+
+    async def update_state(self, meeting: Meeting) -> None:
+        """Refresh the state event (participants come and go)."""
+        room_id = RoomID(meeting.room_id)
+        if MEETING_STATE in await self.missing_power(room_id):
+            return
+        await self._send(room_id, MEETING_STATE, "", self.state_content(meeting))
+
+    async def retract(self, meeting: Meeting) -> None:
+        """Show an ended meeting as ended: the widget goes, the state event says so."""
+        room_id = RoomID(meeting.room_id)
+        missing = await self.missing_power(room_id)
+        if MEETING_STATE not in missing:
+            await self._send(room_id, MEETING_STATE, "", self.state_content(meeting))
+        if WIDGET_STATE not in missing:
+            await self._send(room_id, WIDGET_STATE, meeting.widget_id, {})
+        if LAYOUT_STATE not in missing:
+            await self._unpin(room_id, meeting.widget_id)
+
+    async def _layout(self, room_id: RoomID) -> dict[str, Any]:
+        try:
+            content = await self.bridge.bot.get_state_event(room_id, LAYOUT_STATE)
+        except MatrixRequestError:
+            return {}
+        data: Any = content.serialize() if hasattr(content, "serialize") else content
+        return dict(data) if isinstance(data, dict) else {}
+
+    async def _pin(self, room_id: RoomID, widget_id: str) -> None:
+        layout = await self._layout(room_id)
+        widgets = layout.get("widgets")
+        widgets = dict(widgets) if isinstance(widgets, dict) else {}
+        widgets[widget_id] = {"container": "top", "index": 0, "width": 100, "height": 40}
+        await self._send(room_id, LAYOUT_STATE, "", {**layout, "widgets": widgets})
+
+    async def _unpin(self, room_id: RoomID, widget_id: str) -> None:
+        layout = await self._layout(room_id)
+        widgets = layout.get("widgets")
+        if not isinstance(widgets, dict) or widget_id not in widgets:
+            return
+        widgets = {key: value for key, value in widgets.items() if key != widget_id}
+        await self._send(room_id, LAYOUT_STATE, "", {**layout, "widgets": widgets})
+
+    async def _send(
+        self, room_id: RoomID, event_type: EventType, state_key: str, content: dict[str, Any]
+    ) -> None:
+        await self.bridge.bot.send_state_event(room_id, event_type, content, state_key=state_key)
