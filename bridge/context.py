@@ -176,6 +176,7 @@ class Bridge:
     async def stop(self) -> None:
         """Stop everything this bridge started; safe to call after a failed start."""
         self.az.ready = False
+        self.az.closing = True
         await self.matrix.stop()
         await self.queues.close()
         await self.web.stop()

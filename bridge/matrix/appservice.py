@@ -45,6 +45,9 @@ class BridgeAppService(AppService):
 
     transactions_table: TransactionTable
     clock: Clock
+    # Set while stopping: transactions are turned away so the homeserver resends them
+    # to the next run instead of handing them to a bridge that can no longer act.
+    closing: bool = False
 
     def attach_storage(self, table: TransactionTable, clock: Clock) -> None:
         self.transactions_table = table
@@ -69,6 +72,11 @@ class BridgeAppService(AppService):
         if not self._check_token(request):
             self.log.warning("Refused a transaction with a wrong hs_token from %s", request.remote)
             raise _forbidden()
+        if self.closing:
+            raise web.HTTPServiceUnavailable(
+                content_type="application/json",
+                text=json.dumps({"errcode": "M_UNAVAILABLE", "error": "The bridge is stopping"}),
+            )
         txn_id = request.match_info["transaction_id"]
         if request.content_length is not None and request.content_length > MAX_TRANSACTION_BYTES:
             raise web.HTTPRequestEntityTooLarge(

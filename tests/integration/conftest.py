@@ -1,0 +1,142 @@
+"""A real Synapse on loopback with the bridge registered, and the bridge beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from bridge.config import Config, load_config
+from bridge.context import Bridge
+from bridge.devtools.synapse import LocalSynapse, MatrixUser, free_ports
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_bridge_config(
+    directory: Path, hs_port: int, as_port: int, web_port: int, database: str
+) -> Path:
+    """A config file as an operator would write it, from the example."""
+    yaml = YAML()
+    data = yaml.load((ROOT / "config.example.yaml").read_text())
+    data["homeserver"]["address"] = f"http://127.0.0.1:{hs_port}"
+    data["homeserver"]["domain"] = "localhost"
+    data["appservice"]["address"] = f"http://127.0.0.1:{as_port}"
+    data["appservice"]["port"] = as_port
+    data["appservice"]["database"] = database
+    data["web"]["port"] = web_port
+    data["web"]["public_url"] = f"http://127.0.0.1:{web_port}"
+    data["bridge"]["permissions"] = {
+        "*": "none",
+        "localhost": "user",
+        "@outsider:localhost": "none",
+        "@admin:localhost": "admin",
+    }
+    data["logging"]["loggers"]["visio"]["level"] = "DEBUG"
+    path = directory / "config.yaml"
+    with path.open("w") as stream:
+        yaml.dump(data, stream)
+    return path
+
+
+def generate_registration(config_path: Path) -> Path:
+    """Run the real `python -m bridge -g`, as an operator does."""
+    registration = config_path.parent / "registration.yaml"
+    subprocess.run(
+        [sys.executable, "-m", "bridge", "-g", "-c", str(config_path), "-r", str(registration)],
+        check=True,
+        capture_output=True,
+        cwd=config_path.parent,
+    )
+    return registration
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
+    """Wait for something another process does (no fixed sleep stands in for it)."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+@dataclass
+class Stack:
+    """Synapse, the bridge's config, and the running bridge (restartable)."""
+
+    directory: Path
+    homeserver: LocalSynapse
+    config_path: Path
+    bridge: Bridge | None = None
+    users: list[MatrixUser] = field(default_factory=list)
+
+    @property
+    def config(self) -> Config:
+        assert self.bridge is not None
+        return self.bridge.config
+
+    @property
+    def bot(self) -> str:
+        return self.config.bot_mxid
+
+    async def start_bridge(self) -> Bridge:
+        self.bridge = Bridge(load_config(str(self.config_path)))
+        await self.bridge.start()
+        await self.bridge.ping_homeserver()
+        return self.bridge
+
+    async def stop_bridge(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()
+
+    async def user(self, localpart: str) -> MatrixUser:
+        client = await self.homeserver.client_for(localpart)
+        self.users.append(client)
+        return client
+
+    async def room_with_bot(
+        self, owner: MatrixUser, *, bot_power: int | None = 50, name: str | None = None
+    ) -> str:
+        """A room made by ``owner`` with the bot invited (and joined)."""
+        override = {"users": {self.bot: bot_power}} if bot_power else None
+        room_id = await owner.create_room(name=name, power_level_override=override)
+        await owner.invite(room_id, self.bot)
+        await owner.wait_for_event(
+            room_id,
+            lambda e: (
+                e.get("type") == "m.room.member"
+                and e.get("state_key") == self.bot
+                and e["content"].get("membership") == "join"
+            ),
+        )
+        await owner.wait_for_message(room_id, lambda e: "Hello" in e["content"].get("body", ""))
+        return room_id
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    hs_port, as_port, web_port = free_ports(3)
+    config_path = write_bridge_config(
+        tmp_path, hs_port, as_port, web_port, f"sqlite:{tmp_path}/bridge.db"
+    )
+    registration = generate_registration(config_path)
+    homeserver = LocalSynapse(
+        tmp_path / "synapse",
+        port=hs_port,
+        server_name="localhost",
+        appservice_registrations=[registration],
+    )
+    await homeserver.start()
+    result = Stack(tmp_path, homeserver, config_path)
+    try:
+        await result.start_bridge()
+        yield result
+    finally:
+        for client in result.users:
+            await client.close()
+        await result.stop_bridge()
+        await homeserver.stop()
