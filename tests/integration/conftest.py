@@ -57,10 +57,10 @@ def generate_registration(config_path: Path) -> Path:
     return registration
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15) -> None:
     """Wait for something another process does (no fixed sleep stands in for it)."""
-    async with asyncio.timeout(timeout):
-        while not await check():
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 - polls another process, no event to await
             await asyncio.sleep(0.05)
 
 

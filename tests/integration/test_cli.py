@@ -16,7 +16,7 @@ from bridge.devtools.synapse import LocalSynapse, free_ports
 from tests.integration.conftest import generate_registration, write_bridge_config
 
 
-async def run_bridge(config: Path, *extra: str, timeout: float = 30) -> tuple[int, str]:
+async def run_bridge(config: Path, *extra: str, within: float = 30) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -28,7 +28,7 @@ async def run_bridge(config: Path, *extra: str, timeout: float = 30) -> tuple[in
         stderr=asyncio.subprocess.STDOUT,
         cwd=config.parent,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout)
+    output, _ = await asyncio.wait_for(process.communicate(), within)
     assert process.returncode is not None
     return process.returncode, output.decode()
 
