@@ -1,0 +1,236 @@
+"""The whole system on this machine, one command: ``python3 -m bridge.devtools.demo``.
+
+Makes the virtual environment, starts a local Synapse (SQLite, loopback) with the
+bridge registered, starts the bridge, creates a demo user, a room with the bot in it and
+a started meeting, prints where to go, and stops everything on Ctrl-C. State lives in
+``.demo/``; a second run reuses it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .bootstrap import ROOT, reexec_in_venv
+
+if __name__ == "__main__":
+    reexec_in_venv("bridge.devtools.demo", "synapse")
+
+import argparse  # noqa: E402 - the imports below need the virtual environment
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import secrets  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import aiohttp  # noqa: E402
+from ruamel.yaml import YAML  # noqa: E402
+
+from .synapse import LocalSynapse, MatrixUser  # noqa: E402
+
+STATE = ROOT / ".demo"
+DEMO_USER = "demo"
+MEETING_STATE = "io.visiobridge.meeting"
+
+
+class DemoError(Exception):
+    """Something the person running the demo must fix; the message says what."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def write_config(path: Path, hs_port: int, as_port: int, web_port: int) -> None:
+    """The bridge config for the demo: loopback only, SQLite, everyone on localhost a user."""
+    yaml = YAML()
+    if path.exists():
+        data = yaml.load(path.read_text())
+    else:
+        data = yaml.load((ROOT / "config.example.yaml").read_text())
+    data["homeserver"]["address"] = f"http://127.0.0.1:{hs_port}"
+    data["homeserver"]["domain"] = "localhost"
+    data["appservice"]["address"] = f"http://127.0.0.1:{as_port}"
+    data["appservice"]["hostname"] = "127.0.0.1"
+    data["appservice"]["port"] = as_port
+    data["appservice"]["database"] = f"sqlite:{STATE / 'visio-bridge.db'}"
+    data["web"]["hostname"] = "127.0.0.1"
+    data["web"]["port"] = web_port
+    data["web"]["public_url"] = f"http://127.0.0.1:{web_port}"
+    data["bridge"]["permissions"] = {"*": "none", "localhost": "user", "@demo:localhost": "admin"}
+    data["media"]["host_addresses"] = ["127.0.0.1"]
+    with path.open("w") as stream:
+        yaml.dump(data, stream)
+
+
+def demo_password() -> str:
+    path = STATE / "demo-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(12))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def wait_ready(web_port: int, bridge: subprocess.Popen[bytes], log: Path) -> None:
+    url = f"http://127.0.0.1:{web_port}/ready"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if bridge.poll() is not None:
+                tail = log.read_text().splitlines()[-15:]
+                raise DemoError("The bridge stopped:\n" + "\n".join(tail))
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise DemoError(f"The bridge did not become ready; see {log}")
+
+
+async def demo_room(user: MatrixUser, bot: str) -> str:
+    """The demo room with the bot in it: reused when the demo user is still there."""
+    path = STATE / "room-id"
+    if path.exists():
+        room_id = path.read_text().strip()
+        with contextlib.suppress(Exception):
+            members = await user.joined_members(room_id)
+            if user.user_id in members and bot in members:
+                return room_id
+    room_id = await user.create_room(
+        name="Visio demo", power_level_override={"users": {bot: 50}}
+    )
+    await user.invite(room_id, bot)
+    await user.wait_for_event(
+        room_id,
+        lambda e: e.get("type") == "m.room.member"
+        and e.get("state_key") == bot
+        and e["content"].get("membership") == "join",
+        timeout=30,
+    )
+    path.write_text(room_id)
+    return room_id
+
+
+async def started_meeting(user: MatrixUser, room_id: str) -> dict[str, object]:
+    state = await user.get_state(room_id, MEETING_STATE)
+    if state and state.get("state") == "live":
+        return state
+    await user.send_text(room_id, "!visio start Demo meeting")
+    found = await user.wait_for_state(
+        room_id,
+        MEETING_STATE,
+        predicate=lambda content: bool(content) and content.get("state") == "live",
+        timeout=30,
+    )
+    assert found is not None
+    return found
+
+
+async def run(hs_port: int, as_port: int, web_port: int) -> None:
+    STATE.mkdir(exist_ok=True)
+    for port in (hs_port, as_port, web_port):
+        if not _port_free(port):
+            raise DemoError(f"Port {port} on 127.0.0.1 is taken; stop what uses it or pick another.")
+    config = STATE / "config.yaml"
+    registration = STATE / "registration.yaml"
+    write_config(config, hs_port, as_port, web_port)
+    python = sys.executable
+    if not registration.exists():
+        subprocess.run(
+            [python, "-m", "bridge", "-g", "-c", str(config), "-r", str(registration)],
+            check=True,
+            cwd=STATE,
+            stdout=subprocess.DEVNULL,
+        )
+    homeserver = LocalSynapse(
+        STATE / "synapse",
+        port=hs_port,
+        server_name="localhost",
+        appservice_registrations=[registration],
+    )
+    print("Starting Synapse ...", flush=True)
+    await homeserver.start()
+    log = STATE / "bridge.log"
+    bridge: subprocess.Popen[bytes] | None = None
+    try:
+        print("Starting Visio Bridge ...", flush=True)
+        with log.open("ab") as log_file:
+            bridge = subprocess.Popen(
+                [python, "-m", "bridge", "-c", str(config)],
+                cwd=STATE,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        await wait_ready(web_port, bridge, log)
+        password = demo_password()
+        account = await homeserver.register_user(DEMO_USER, password, admin=True)
+        async with account.client() as user:
+            room_id = await demo_room(user, "@visio:localhost")
+            meeting = await started_meeting(user, room_id)
+        print_welcome(homeserver.url, account.user_id, password, room_id, meeting, log)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set():
+            if bridge.poll() is not None:
+                raise DemoError(f"The bridge stopped unexpectedly; see {log}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1)
+        print("\nStopping ...", flush=True)
+    finally:
+        if bridge is not None and bridge.poll() is None:
+            bridge.send_signal(signal.SIGTERM)
+            try:
+                bridge.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                bridge.kill()
+        await homeserver.stop()
+    print("Everything stopped.")
+
+
+def print_welcome(
+    hs_url: str,
+    user_id: str,
+    password: str,
+    room_id: str,
+    meeting: dict[str, object],
+    log: Path,
+) -> None:
+    print(
+        f"""
+Visio Bridge is running on this machine.
+
+  Homeserver:    {hs_url}   (server name: localhost)
+  Sign in as:    {user_id}   password: {password}
+  Demo room:     {room_id}
+  Meeting page:  {meeting["join_url"]}
+
+With Element (Web or Desktop): choose "Edit" next to the homeserver, enter
+{hs_url}, sign in as above and open the room "Visio demo": the meeting is the
+widget pinned above the timeline. In any room with the bot, type !visio help.
+
+Bridge log: {log}
+Press Ctrl-C to stop everything.
+""",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run Synapse and Visio Bridge locally.")
+    parser.add_argument("--homeserver-port", type=int, default=8008)
+    parser.add_argument("--appservice-port", type=int, default=29350)
+    parser.add_argument("--web-port", type=int, default=29351)
+    args = parser.parse_args()
+    try:
+        asyncio.run(run(args.homeserver_port, args.appservice_port, args.web_port))
+    except DemoError as e:
+        sys.exit(f"demo: {e}")
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
