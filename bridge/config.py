@@ -130,6 +130,12 @@ class Config(BaseFileConfig):
             raise ConfigError(key, f"{value!r} is not a port number (1-65535)")
         return value
 
+    def _require_seconds(self, key: str, low: int, high: int) -> int:
+        value = self[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(key, f"{value!r} is not a number of seconds from {low} to {high}")
+        return value
+
     def _validate_homeserver(self) -> None:
         self._require_url("homeserver.address")
         if not is_valid_server_name(self._require_str("homeserver.domain")):
@@ -165,6 +171,7 @@ class Config(BaseFileConfig):
         self._require_url("web.public_url")
         if len(self._require_str("web.link_secret")) < 16:
             raise ConfigError("web.link_secret", "must be at least 16 characters")
+        self._require_seconds("web.link_lifetime", 60, 30 * 24 * 3600)
         if (
             web_port == self["appservice.port"]
             and self["web.hostname"] == self["appservice.hostname"]
@@ -219,6 +226,16 @@ class Config(BaseFileConfig):
             for url in urls:
                 if not isinstance(url, str) or not re.match(r"^(stun|stuns|turn|turns):", url):
                     raise ConfigError(key, f"{url!r} is not a stun: or turn: URL")
+        turn_urls = self["media.turn.urls"]
+        if not isinstance(turn_urls, list) or not all(
+            isinstance(url, str) and re.match(r"^turns?:", url) for url in turn_urls
+        ):
+            raise ConfigError("media.turn.urls", "must be a list of turn: or turns: URLs")
+        if not isinstance(self["media.turn.shared_secret"], str):
+            raise ConfigError("media.turn.shared_secret", "must be a string")
+        if turn_urls and not self["media.turn.shared_secret"]:
+            raise ConfigError("media.turn.shared_secret", "is needed when media.turn.urls is set")
+        self._require_seconds("media.turn.lifetime", 60, 7 * 24 * 3600)
         addresses = self["media.host_addresses"]
         if not isinstance(addresses, list):
             raise ConfigError("media.host_addresses", "must be a list of IP addresses")
@@ -237,6 +254,14 @@ class Config(BaseFileConfig):
         for server in servers:
             if not isinstance(server, str) or not is_valid_server_name(server):
                 raise ConfigError("federation.allowed_servers", f"{server!r} is not a server name")
+        urls = self["federation.server_urls"]
+        if not isinstance(urls, dict):
+            raise ConfigError("federation.server_urls", "must be a map of server name to URL")
+        for server, url in urls.items():
+            if not is_valid_server_name(str(server)):
+                raise ConfigError("federation.server_urls", f"{server!r} is not a server name")
+            if not isinstance(url, str) or URL(url).scheme not in ("http", "https"):
+                raise ConfigError("federation.server_urls", f"{url!r} is not an http(s) URL")
 
     # Derived values --------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 # Maps whose keys belong to the operator (user ids, logger names): never merged key by key.
-OPAQUE_PATHS = frozenset({"bridge.permissions", "logging"})
+OPAQUE_PATHS = frozenset({"bridge.permissions", "federation.server_urls", "logging"})
 
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):")
 

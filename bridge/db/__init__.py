@@ -5,6 +5,7 @@ from __future__ import annotations
 from mautrix.util.async_db import Database
 
 from .attendance import AttendanceRow, AttendanceTable
+from .direct_room import DirectRoomTable
 from .meeting import MeetingRow, MeetingTable
 from .transaction import TransactionTable
 from .upgrade import upgrade_table
@@ -12,6 +13,7 @@ from .upgrade import upgrade_table
 __all__ = [
     "AttendanceRow",
     "AttendanceTable",
+    "DirectRoomTable",
     "MeetingRow",
     "MeetingTable",
     "Storage",
@@ -28,3 +30,4 @@ class Storage:
         self.meetings = MeetingTable(db)
         self.attendance = AttendanceTable(db)
         self.transactions = TransactionTable(db)
+        self.direct_rooms = DirectRoomTable(db)

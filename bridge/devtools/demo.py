@@ -15,19 +15,19 @@ from .bootstrap import ROOT, reexec_in_venv
 if __name__ == "__main__":
     reexec_in_venv("bridge.devtools.demo", "synapse")
 
-import argparse  # noqa: E402 - the imports below need the virtual environment
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import secrets  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import asyncio
+import contextlib
+import secrets
+import signal
+import socket
+import subprocess
+from pathlib import Path
 
-import aiohttp  # noqa: E402
-from ruamel.yaml import YAML  # noqa: E402
+import aiohttp
+from ruamel.yaml import YAML
 
-from .synapse import LocalSynapse, MatrixUser  # noqa: E402
+from .synapse import LocalSynapse, MatrixUser
 
 STATE = ROOT / ".demo"
 DEMO_USER = "demo"
@@ -73,12 +73,12 @@ def demo_password() -> str:
     return path.read_text().strip()
 
 
-async def wait_ready(web_port: int, bridge: subprocess.Popen[bytes], log: Path) -> None:
+async def wait_ready(web_port: int, bridge: asyncio.subprocess.Process, log: Path) -> None:
     url = f"http://127.0.0.1:{web_port}/ready"
     async with aiohttp.ClientSession() as http:
         for _ in range(300):
-            if bridge.poll() is not None:
-                tail = log.read_text().splitlines()[-15:]
+            if bridge.returncode is not None:
+                tail = (await asyncio.to_thread(log.read_text)).splitlines()[-15:]
                 raise DemoError("The bridge stopped:\n" + "\n".join(tail))
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.get(url) as response:
@@ -97,15 +97,15 @@ async def demo_room(user: MatrixUser, bot: str) -> str:
             members = await user.joined_members(room_id)
             if user.user_id in members and bot in members:
                 return room_id
-    room_id = await user.create_room(
-        name="Visio demo", power_level_override={"users": {bot: 50}}
-    )
+    room_id = await user.create_room(name="Visio demo", power_level_override={"users": {bot: 50}})
     await user.invite(room_id, bot)
     await user.wait_for_event(
         room_id,
-        lambda e: e.get("type") == "m.room.member"
-        and e.get("state_key") == bot
-        and e["content"].get("membership") == "join",
+        lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == bot
+            and e["content"].get("membership") == "join"
+        ),
         timeout=30,
     )
     path.write_text(room_id)
@@ -120,29 +120,35 @@ async def started_meeting(user: MatrixUser, room_id: str) -> dict[str, object]:
     found = await user.wait_for_state(
         room_id,
         MEETING_STATE,
-        predicate=lambda content: bool(content) and content.get("state") == "live",
+        predicate=lambda content: content is not None and content.get("state") == "live",
         timeout=30,
     )
     assert found is not None
     return found
 
 
-async def run(hs_port: int, as_port: int, web_port: int) -> None:
+def prepare(hs_port: int, as_port: int, web_port: int) -> tuple[Path, Path]:
+    """The demo's config and registration, written before anything starts."""
     STATE.mkdir(exist_ok=True)
     for port in (hs_port, as_port, web_port):
         if not _port_free(port):
-            raise DemoError(f"Port {port} on 127.0.0.1 is taken; stop what uses it or pick another.")
+            raise DemoError(
+                f"Port {port} on 127.0.0.1 is taken; stop what uses it or pick another."
+            )
     config = STATE / "config.yaml"
     registration = STATE / "registration.yaml"
     write_config(config, hs_port, as_port, web_port)
-    python = sys.executable
     if not registration.exists():
         subprocess.run(
-            [python, "-m", "bridge", "-g", "-c", str(config), "-r", str(registration)],
+            [sys.executable, "-m", "bridge", "-g", "-c", str(config), "-r", str(registration)],
             check=True,
             cwd=STATE,
             stdout=subprocess.DEVNULL,
         )
+    return config, registration
+
+
+async def run(config: Path, registration: Path, hs_port: int, web_port: int) -> None:
     homeserver = LocalSynapse(
         STATE / "synapse",
         port=hs_port,
@@ -152,15 +158,19 @@ async def run(hs_port: int, as_port: int, web_port: int) -> None:
     print("Starting Synapse ...", flush=True)
     await homeserver.start()
     log = STATE / "bridge.log"
-    bridge: subprocess.Popen[bytes] | None = None
+    bridge: asyncio.subprocess.Process | None = None
     try:
         print("Starting Visio Bridge ...", flush=True)
         with log.open("ab") as log_file:
-            bridge = subprocess.Popen(
-                [python, "-m", "bridge", "-c", str(config)],
+            bridge = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bridge",
+                "-c",
+                str(config),
                 cwd=STATE,
                 stdout=log_file,
-                stderr=subprocess.STDOUT,
+                stderr=asyncio.subprocess.STDOUT,
             )
         await wait_ready(web_port, bridge, log)
         password = demo_password()
@@ -173,18 +183,20 @@ async def run(hs_port: int, as_port: int, web_port: int) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        while not stop.is_set():
-            if bridge.poll() is not None:
-                raise DemoError(f"The bridge stopped unexpectedly; see {log}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1)
+        exited = asyncio.create_task(bridge.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if exited.done():
+            raise DemoError(f"The bridge stopped unexpectedly; see {log}")
+        exited.cancel()
         print("\nStopping ...", flush=True)
     finally:
-        if bridge is not None and bridge.poll() is None:
+        if bridge is not None and bridge.returncode is None:
             bridge.send_signal(signal.SIGTERM)
             try:
-                bridge.wait(timeout=15)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(bridge.wait(), 15)
+            except TimeoutError:
                 bridge.kill()
         await homeserver.stop()
     print("Everything stopped.")
@@ -225,7 +237,8 @@ def main() -> None:
     parser.add_argument("--web-port", type=int, default=29351)
     args = parser.parse_args()
     try:
-        asyncio.run(run(args.homeserver_port, args.appservice_port, args.web_port))
+        config, registration = prepare(args.homeserver_port, args.appservice_port, args.web_port)
+        asyncio.run(run(config, registration, args.homeserver_port, args.web_port))
     except DemoError as e:
         sys.exit(f"demo: {e}")
     except KeyboardInterrupt:

@@ -9,10 +9,12 @@ from mautrix.errors import MatrixRequestError
 from mautrix.types import (
     Event,
     EventType,
+    Format,
     Membership,
     MemberStateEventContent,
     MessageEvent,
     MessageType,
+    RoomCreatePreset,
     RoomID,
     StateEvent,
     TextMessageEventContent,
@@ -236,6 +238,37 @@ class MatrixHandler:
             )
         joined = await state_store.get_members(room_id, memberships=(Membership.JOIN,))
         return set(joined) == {sender, self.bridge.bot.mxid}
+
+    async def direct_room(self, user_id: UserID) -> RoomID:
+        """The bot's one-to-one room with the user, made (and remembered) when needed."""
+        bridge = self.bridge
+        known = await bridge.storage.direct_rooms.get(user_id)
+        if known is not None:
+            room_id = RoomID(known)
+            user_in = await bridge.state_store.get_membership(room_id, user_id)
+            if await bridge.state_store.is_joined(room_id, bridge.bot.mxid) and user_in in (
+                Membership.JOIN,
+                Membership.INVITE,
+            ):
+                return room_id
+        room_id = await bridge.bot.create_room(
+            preset=RoomCreatePreset.TRUSTED_PRIVATE,
+            is_direct=True,
+            invitees=[user_id],
+            name="Visio",
+            topic="Your personal meeting links",
+        )
+        await bridge.state_store.joined(room_id, bridge.bot.mxid)
+        await bridge.state_store.invited(room_id, user_id)
+        await bridge.storage.direct_rooms.set(user_id, room_id)
+        return room_id
+
+    async def send_notice(self, room_id: RoomID, text: str, html: str | None = None) -> None:
+        content = TextMessageEventContent(msgtype=MessageType.NOTICE, body=text)
+        if html is not None:
+            content.format = Format.HTML
+            content.formatted_body = html
+        await self.bridge.bot.send_message(room_id, content)
 
     async def _notice(
         self, room_id: RoomID, text: str, reply_to: MessageEvent | None = None

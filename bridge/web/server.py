@@ -8,15 +8,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from html import escape
-from importlib import resources
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
+from ..federation.openid import OpenIDVerifier
+from ..meeting.meeting import Meeting
+from .links import LinkSigner
+from .live import LiveMeetings
+from .signaling import Session, signaling_handler
+
 if TYPE_CHECKING:
     from ..context import Bridge
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+# The page runs in Element's widget iframe too, so framing is allowed; it needs camera,
+# microphone and screen capture there.
+_PAGE_HEADERS = {
+    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
+}
 
 log = logging.getLogger("visio.web")
 
@@ -36,34 +50,65 @@ async def _security_headers(request: web.Request, handler: object) -> web.Stream
     return response
 
 
-def _template(name: str) -> str:
-    return resources.files("bridge.web").joinpath("templates", name).read_text("utf-8")
-
-
 class WebServer:
     """The aiohttp application on web.hostname:web.port."""
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
+        config = bridge.config
         self.app = web.Application(middlewares=[_security_headers], client_max_size=64 * 1024)
         self.app.router.add_get("/health", self.health)
         self.app.router.add_get("/ready", self.ready)
         self.app.router.add_get("/meet/{meeting_id}", self.meeting_page)
+        self.app.router.add_get("/meet/{meeting_id}/info", self.meeting_info)
+        self.app.router.add_get("/meet/{meeting_id}/ws", self.signaling)
+        self.app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
         self.runner: web.AppRunner | None = None
-        self._page = _template("meeting.html")
+        self.links = LinkSigner(config["web.link_secret"], config["web.link_lifetime"])
+        self.live = LiveMeetings(bridge)
+        self.sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self._openid: OpenIDVerifier | None = None
+
+    @property
+    def openid(self) -> OpenIDVerifier:
+        assert self._openid is not None, "the web server is not started"
+        return self._openid
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run background work that the server waits for when it stops."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(
-            self.runner, self.bridge.config["web.hostname"], self.bridge.config["web.port"]
+        config = self.bridge.config
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        self._openid = OpenIDVerifier(
+            own_server=config["homeserver.domain"],
+            own_address=config["homeserver.address"],
+            allowed_servers=config.allowed_servers(),
+            server_urls=dict(config["federation.server_urls"]),
+            session=self._http,
         )
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, config["web.hostname"], config["web.port"])
         await site.start()
 
     async def stop(self) -> None:
+        await self.live.close()
+        for session in list(self.sessions):
+            await session.close(None, "The meeting server is restarting.")
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def health(self, _: web.Request) -> web.Response:
         """Alive: the process answers."""
@@ -80,39 +125,56 @@ class WebServer:
     async def _database_ok(self) -> bool:
         try:
             async with asyncio.timeout(5):
-                return await self.bridge.db.fetchval("SELECT 1") == 1
+                return bool(await self.bridge.db.fetchval("SELECT 1") == 1)
         except Exception as e:
             log.warning("Readiness: the database does not answer: %s", e)
             return False
 
     async def _homeserver_ok(self) -> bool:
         url = str(self.bridge.config["homeserver.address"]).rstrip("/")
+        if self._http is None:
+            return False
         try:
-            async with asyncio.timeout(5):
-                session = self.bridge.az.http_session
-                async with session.get(f"{url}/_matrix/client/versions") as response:
-                    return response.status == 200
-        except (aiohttp.ClientError, TimeoutError, AttributeError) as e:
+            async with (
+                asyncio.timeout(5),
+                self._http.get(f"{url}/_matrix/client/versions") as response,
+            ):
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError) as e:
             log.warning("Readiness: the homeserver does not answer: %s", e)
             return False
 
-    async def meeting_page(self, request: web.Request) -> web.Response:
+    async def _meeting(self, request: web.Request) -> Meeting | None:
         meeting_id = request.match_info["meeting_id"]
-        meeting = None
-        if _MEETING_ID.match(meeting_id):
-            meeting = await self.bridge.meetings.get(meeting_id)
-        if meeting is None:
-            return web.Response(
-                status=404,
-                content_type="text/html",
-                text=self._page.replace("{{title}}", "Meeting not found").replace(
-                    "{{state}}", "This meeting does not exist. Check the link."
-                ),
-            )
-        state = "The meeting is live." if meeting.is_live else "This meeting has ended."
-        return web.Response(
-            content_type="text/html",
-            text=self._page.replace("{{title}}", escape(meeting.title)).replace(
-                "{{state}}", state
-            ),
+        if not _MEETING_ID.match(meeting_id):
+            return None
+        return await self.bridge.meetings.get(meeting_id)
+
+    async def meeting_page(self, request: web.Request) -> web.StreamResponse:
+        """The browser client; it asks /info and the WebSocket for the rest."""
+        if await self._meeting(request) is None:
+            return web.Response(status=404, content_type="text/html", text=_not_found_page())
+        return web.FileResponse(
+            STATIC / "meeting.html", headers={"Cache-Control": "no-store", **_PAGE_HEADERS}
         )
+
+    async def signaling(self, request: web.Request) -> web.StreamResponse:
+        return await signaling_handler(self.bridge, request)
+
+    async def meeting_info(self, request: web.Request) -> web.Response:
+        meeting = await self._meeting(request)
+        if meeting is None:
+            return web.json_response({"error": "This meeting does not exist."}, status=404)
+        return web.json_response(
+            {"meeting_id": meeting.id, "title": meeting.title, "state": meeting.state.value},
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+def _not_found_page() -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Meeting not found · Visio</title></head><body><main>"
+        "<h1>Meeting not found</h1><p>This meeting does not exist. Check the link.</p>"
+        "</main></body></html>"
+    )

@@ -38,6 +38,7 @@ def write_bridge_config(
         "@outsider:localhost": "none",
         "@admin:localhost": "admin",
     }
+    data["media"]["host_addresses"] = ["127.0.0.1"]
     data["logging"]["loggers"]["visio"]["level"] = "DEBUG"
     path = directory / "config.yaml"
     with path.open("w") as stream:

@@ -106,6 +106,9 @@ def test_no_update_leaves_the_file_untouched(tmp_path: Path) -> None:
         ("media.ice_servers", [{"urls": "http://stun"}], "is not a stun: or turn: URL"),
         ("media.host_addresses", ["localhost"], "is not an IP address"),
         ("federation.allowed_servers", ["bad server!"], "is not a server name"),
+        ("federation.server_urls", {"x.test": "ftp://x"}, "is not an http(s) URL"),
+        ("web.link_lifetime", 5, "not a number of seconds"),
+        ("media.turn.urls", ["stun:x"], "turn: or turns: URLs"),
         ("logging", "verbose", "dictConfig mapping"),
     ],
 )
@@ -115,6 +118,13 @@ def test_validation_names_the_key_and_why(key: str, value: object, message: str)
         config.validate()
     assert error.value.key.startswith(key.split("[")[0])
     assert message in str(error.value)
+
+
+def test_turn_urls_need_the_shared_secret() -> None:
+    config = make_config(media__turn__urls=["turn:turn.agency.test:3478"])
+    with pytest.raises(ConfigError) as error:
+        config.validate()
+    assert error.value.key == "media.turn.shared_secret"
 
 
 def test_a_good_config_validates() -> None:

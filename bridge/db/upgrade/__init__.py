@@ -4,4 +4,4 @@ from mautrix.util.async_db import UpgradeTable
 
 upgrade_table = UpgradeTable(database_name="Visio Bridge")
 
-from . import v01_initial  # noqa: E402,F401  (registers itself on import)
+from . import v01_initial, v02_direct_rooms  # noqa: E402,F401  (register themselves)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from html import escape
 
 from mautrix.errors import MatrixRequestError
@@ -168,6 +169,33 @@ async def cmd_invite(evt: CommandEvent) -> None:
     await evt.reply(f"Invited {target}.")
 
 
+async def cmd_link(evt: CommandEvent) -> None:
+    meeting = evt.bridge.meetings.live_in_room(evt.room_id)
+    if meeting is None:
+        await evt.reply(
+            f"No meeting is live in this room. Start one with {evt.example('start [title]')}."
+        )
+        return
+    bridge = evt.bridge
+    now_s = bridge.clock.now_ms() // 1000
+    token = bridge.web.links.make(meeting.id, evt.sender, now_s)
+    url = f"{bridge.matrix.meeting_room.join_url(meeting)}#token={token}"
+    until = datetime.fromtimestamp(now_s + bridge.web.links.lifetime_s, UTC)
+    text = (
+        f'Your personal link to "{meeting.title}", valid until {until:%Y-%m-%d %H:%M} UTC. '
+        f"It signs you in as {evt.sender}: do not share it. {url}"
+    )
+    html = (
+        f'<a href="{escape(url)}">Your personal link to {escape(meeting.title)}</a>, valid '
+        f"until {until:%Y-%m-%d %H:%M} UTC. It signs you in as {escape(evt.sender)}: "
+        "do not share it."
+    )
+    direct = await bridge.matrix.direct_room(evt.sender)
+    await bridge.matrix.send_notice(direct, text, html)
+    if direct != evt.room_id:
+        await evt.reply("I sent you a personal link in a direct message.")
+
+
 COMMANDS: dict[str, Command] = {
     command.name: command
     for command in (
@@ -181,6 +209,12 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("status", "the meeting's state and who is in it", Level.USER, cmd_status),
         Command("invite @user:server", "invite someone to this room", Level.USER, cmd_invite),
+        Command(
+            "link",
+            "a personal link to the meeting, sent to you in a direct message",
+            Level.USER,
+            cmd_link,
+        ),
     )
 }
 

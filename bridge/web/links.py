@@ -1,0 +1,91 @@
+"""Personal meeting links: signed, expiring, for one user and one meeting.
+
+A link token is ``<payload>.<signature>``, both base64url: the payload is JSON
+``{"m": meeting_id, "u": user_id, "e": expiry (unix seconds), "n": nonce}``, the
+signature an HMAC-SHA256 of the payload under ``web.link_secret``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+
+MAX_TOKEN_LENGTH = 2048
+
+
+class LinkError(Exception):
+    """A token that does not let its bearer in; ``code`` is the signaling error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class LinkGrant:
+    """Who a valid token lets into which meeting."""
+
+    meeting_id: str
+    user_id: str
+    expires_at: int
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class LinkSigner:
+    """Makes and checks link tokens with one secret."""
+
+    def __init__(self, secret: str, lifetime_s: int) -> None:
+        self._key = hashlib.sha256(b"visio-link:" + secret.encode("utf-8")).digest()
+        self.lifetime_s = lifetime_s
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()
+
+    def make(self, meeting_id: str, user_id: str, now_s: int) -> str:
+        payload = json.dumps(
+            {
+                "m": meeting_id,
+                "u": user_id,
+                "e": now_s + self.lifetime_s,
+                "n": secrets.token_hex(4),
+            },
+            separators=(",", ":"),
+        ).encode("utf-8")
+        return f"{_b64encode(payload)}.{_b64encode(self._sign(payload))}"
+
+    def check(self, token: str, meeting_id: str, now_s: int) -> LinkGrant:
+        """The grant of a token for this meeting, or LinkError saying why not."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+            raise LinkError("unauthorized", "This meeting link is not valid.")
+        encoded_payload, encoded_signature = token.split(".")
+        try:
+            payload = _b64decode(encoded_payload)
+            signature = _b64decode(encoded_signature)
+        except (binascii.Error, ValueError):
+            raise LinkError("unauthorized", "This meeting link is not valid.") from None
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise LinkError("unauthorized", "This meeting link is not valid.")
+        try:
+            data = json.loads(payload)
+            grant = LinkGrant(str(data["m"]), str(data["u"]), int(data["e"]))
+        except (ValueError, KeyError, TypeError):
+            raise LinkError("unauthorized", "This meeting link is not valid.") from None
+        if grant.meeting_id != meeting_id:
+            raise LinkError("unauthorized", "This link is for another meeting.")
+        if grant.expires_at <= now_s:
+            raise LinkError(
+                "link_expired", "This meeting link has expired. Ask the bot for a new one."
+            )
+        return grant

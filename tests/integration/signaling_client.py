@@ -1,0 +1,129 @@
+"""A meeting participant as a program: the signaling WebSocket plus real aiortc peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from aiortc import RTCPeerConnection, RTCSessionDescription, sdp
+
+from bridge.media import aiortc_hooks
+from bridge.media.frames import EncodedFrame
+from bridge.media.passthrough import tap_encoded_frames
+from bridge.media.peer import close_peer_connection, new_peer_connection, set_local_description
+from bridge.media.synthetic import SyntheticVideoTrack, ToneTrack
+
+LOOPBACK = ("127.0.0.1",)
+JSON = dict[str, Any]
+
+
+class SignalingClient:
+    """Joins a meeting over ``/meet/<id>/ws`` and publishes/receives with aiortc."""
+
+    def __init__(self, base_url: str, meeting_id: str) -> None:
+        self.url = f"{base_url.replace('http', 'ws', 1)}/meet/{meeting_id}/ws"
+        self.http = aiohttp.ClientSession()
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.inbox: asyncio.Queue[JSON] = asyncio.Queue()
+        self.seen: list[JSON] = []
+        self.publish_pc: RTCPeerConnection | None = None
+        self.receive_pc: RTCPeerConnection | None = None
+        self.camera: SyntheticVideoTrack | None = None
+        self.msids: dict[str, tuple[str, str]] = {}
+        self.received: dict[tuple[str, str], list[EncodedFrame]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._tapped: set[str] = set()
+
+    async def connect(self) -> None:
+        self.ws = await self.http.ws_connect(self.url, max_msg_size=0)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(msg.data)
+            self.seen.append(data)
+            if data.get("type") == "offer":
+                await self._answer(data["sdp"])
+            else:
+                self.inbox.put_nowait(data)
+        self.inbox.put_nowait({"type": "_closed"})
+
+    async def send(self, message: JSON | str) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(message if isinstance(message, str) else json.dumps(message))
+
+    async def expect(self, kind: str, within: float = 15) -> JSON:
+        """The next message of this type (others in between are kept in ``seen``)."""
+        async with asyncio.timeout(within):
+            while True:
+                message = await self.inbox.get()
+                if message.get("type") == kind:
+                    return message
+                if message.get("type") == "_closed":
+                    raise ConnectionError(f"socket closed while waiting for {kind}")
+
+    async def join(self, auth: JSON, within: float = 15) -> JSON:
+        await self.connect()
+        await self.send({"type": "join", "version": 1, "auth": auth})
+        async with asyncio.timeout(within):
+            while True:
+                message = await self.inbox.get()
+                if message.get("type") in ("joined", "error", "_closed"):
+                    return message
+
+    async def publish(self, camera: bool = True, microphone: bool = True) -> None:
+        pc = self.publish_pc = new_peer_connection([])
+        sources: dict[Any, str] = {}
+        if microphone:
+            sources[pc.addTransceiver(ToneTrack(loud=True), direction="sendonly")] = "microphone"
+        if camera:
+            self.camera = SyntheticVideoTrack()
+            transceiver = pc.addTransceiver(self.camera, direction="sendonly")
+            aiortc_hooks.on_keyframe_request(transceiver.sender, self.camera.request_keyframe)
+            sources[transceiver] = "camera"
+        await set_local_description(pc, await pc.createOffer(), LOOPBACK)
+        mids = {t.mid: source for t, source in sources.items() if t.mid is not None}
+        await self.send({"type": "publish", "sdp": pc.localDescription.sdp, "sources": mids})
+        answer = await self.expect("publish_answer")
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+
+    async def _answer(self, offer_sdp: str) -> None:
+        if self.receive_pc is None:
+            self.receive_pc = new_peer_connection([])
+        pc = self.receive_pc
+        for media in sdp.SessionDescription.parse(offer_sdp).media:
+            if media.msid:
+                stream_id, track_id = media.msid.split()
+                self.msids[str(media.rtp.muxId)] = (stream_id, track_id)
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        for transceiver in pc.getTransceivers():
+            mid = transceiver.mid
+            if mid is not None and mid not in self._tapped:
+                self._tapped.add(mid)
+                tap_encoded_frames(transceiver.receiver, self._recorder(mid))
+        await set_local_description(pc, await pc.createAnswer(), LOOPBACK)
+        await self.send({"type": "answer", "sdp": pc.localDescription.sdp})
+
+    def _recorder(self, mid: str) -> Any:
+        def record(frame: EncodedFrame) -> None:
+            self.received.setdefault(self.msids[mid], []).append(frame)
+
+        return record
+
+    def frames_from(self, participant_id: str, source: str) -> list[EncodedFrame]:
+        return self.received.get((participant_id, source), [])
+
+    async def close(self) -> None:
+        for pc in (self.publish_pc, self.receive_pc):
+            if pc is not None:
+                await close_peer_connection(pc)
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.http.close()
