@@ -15,10 +15,10 @@ from .bootstrap import ROOT, reexec_in_venv
 if __name__ == "__main__":
     reexec_in_venv("bridge.devtools.checks", "test")
 
-import os  # noqa: E402 - the imports below run inside the virtual environment
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 DEBIAN_PACKAGES = {"chromium": "chromium"}
 
