@@ -55,11 +55,16 @@ async def test_meeting_commands_and_room_state(stack: Stack) -> None:
     layout = await alice.get_state(room_id, "io.element.widgets.layout")
     assert layout is not None and layout["widgets"][widget_id]["container"] == "top"
 
-    # The page behind the link shows the meeting.
+    # The page behind the link is the meeting client; it shows what /info says.
     async with aiohttp.ClientSession() as http:
         async with http.get(state["join_url"]) as response:
             assert response.status == 200
-            assert "Budget review" in await response.text()
+            assert response.content_type == "text/html"
+        async with http.get(state["join_url"] + "/info") as response:
+            info = await response.json()
+            assert info == {"meeting_id": meeting_id, "title": "Budget review", "state": "live"}
+        async with http.get(state["join_url"].rsplit("/", 1)[0] + "/nosuchmeeting") as response:
+            assert response.status == 404
 
     again = await command(alice, room_id, "!visio start Other", stack, "already live")
     assert "Budget review" in body(again)
@@ -75,6 +80,9 @@ async def test_meeting_commands_and_room_state(stack: Stack) -> None:
     layout = await alice.get_state(room_id, "io.element.widgets.layout")
     assert layout is not None and widget_id not in layout["widgets"]
 
+    async with aiohttp.ClientSession() as http:
+        async with http.get(state["join_url"] + "/info") as response:
+            assert (await response.json())["state"] == "ended"
     await command(alice, room_id, "!visio status", stack, "No meeting is live")
     unknown = await command(alice, room_id, "!visio dance", stack, "Unknown command")
     assert "!visio help" in body(unknown)
