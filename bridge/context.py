@@ -177,9 +177,11 @@ class Bridge:
         """Stop everything this bridge started; safe to call after a failed start."""
         self.az.ready = False
         self.az.closing = True
+        # Web first: sessions that close still update their rooms' state through the
+        # room queues, which drain next, while the appservice and database are up.
+        await self.web.stop()
         await self.matrix.stop()
         await self.queues.close()
-        await self.web.stop()
         if getattr(self.az, "runner", None) is not None:
             await self.az.stop()
         await self.db.stop()
