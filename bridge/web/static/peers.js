@@ -111,10 +111,10 @@ export class PublishConnection {
     const busy = new Set(this.slots.values());
     let transceiver = this.pc
       .getTransceivers()
-      .find((t) => !busy.has(t) && t.direction === "inactive" && !t.stopped && t.receiver.track.kind === track.kind);
+      .find((t) => !busy.has(t) && t.direction === "inactive" && t.receiver.track.kind === track.kind);
     if (transceiver) {
-      transceiver.sender.replaceTrack(track);
-      transceiver.sender.setStreams(stream);
+      transceiver.sender.replaceTrack(track).catch((error) => console.warn("replaceTrack:", error));
+      transceiver.sender.setStreams?.(stream);
       transceiver.direction = "sendonly";
     } else {
       transceiver = this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });

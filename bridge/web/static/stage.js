@@ -2,6 +2,8 @@
 // large tile per screen share. Tiles carry `data-participant-id`, `data-source` and, for
 // our own, `data-local="true"`.
 
+import { icon } from "./icons.js";
+
 function initials(name) {
   const words = String(name || "?").replace(/^@/, "").split(/[\s._:-]+/).filter(Boolean);
   return words.slice(0, 2).map((w) => w[0].toUpperCase()).join("") || "?";
@@ -14,11 +16,10 @@ function element(tag, className, text) {
   return node;
 }
 
-function badge(className, symbol, words) {
-  const node = element("span", className);
+function badge(className, iconName, words) {
+  const node = element("span", `${className} badge-icon`);
   node.hidden = true;
-  node.append(element("span", "", symbol), element("span", "visually-hidden", ` ${words}`));
-  node.firstChild.setAttribute("aria-hidden", "true");
+  node.append(icon(iconName), element("span", "visually-hidden", words));
   return node;
 }
 
@@ -41,8 +42,8 @@ class Tile {
     this.avatar = element("div", "avatar");
     this.avatar.setAttribute("aria-hidden", "true");
     this.name = element("span", "name");
-    this.hand = badge("hand", "✋", "hand raised");
-    this.micOff = badge("mic-off", "🔇", "microphone off");
+    this.hand = badge("hand", "hand", "hand raised");
+    this.micOff = badge("mic-off", "mic-off", "microphone off");
     const caption = element("figcaption");
     caption.append(this.name, this.hand, this.micOff);
     this.node.append(this.video, this.avatar, caption);
@@ -229,6 +230,7 @@ export class Stage {
     for (const tile of this.tiles.values()) tile.remove();
     this.tiles.clear();
     this.people.clear();
+    this.localId = null;
     this.layout();
   }
 }

@@ -1,0 +1,169 @@
+// The meeting page (served at /meet/<meeting_id>): sign in, pre-join, then the meeting.
+// The contract with the server is docs/protocol.md ("The meeting page", "Signaling").
+//
+// Modules: auth.js + widget-api.js (sign-in), prejoin.js (before joining), media.js (own
+// devices), session.js (join, reconnect) with signaling.js and peers.js (+ sdp.js),
+// ui.js (screen) with stage.js (videos), roster.js (people), levels.js (who speaks),
+// words.js (what the page says), icons.js (drawn icons).
+//
+// Test hook, read by tests/integration/browser.py (Playwright), not an API:
+//   window.visio.state        "loading" | "prejoin" | "connecting" | "joined" |
+//                             "reconnecting" | "left" | "ended"
+//   window.visio.endReason    why the page stopped ("left", "meeting_ended", an error
+//                             code, "no_auth", "signin_failed", "failed")
+//   window.visio.publishPc    RTCPeerConnection sending our media (or null)
+//   window.visio.receivePc    RTCPeerConnection receiving the others' media (or null)
+//   window.visio.self         our participant ({participant_id, user_id, display_name, ...})
+//   window.visio.participants the others, as protocol participants (array)
+//   window.visio.remoteTracks [{participantId, source, kind, mid}] being received
+
+import { chooseAuth } from "./auth.js";
+import { placeIcons } from "./icons.js";
+import { SpeakingMonitor } from "./levels.js";
+import { LocalMedia } from "./media.js";
+import { Prejoin } from "./prejoin.js";
+import { Session } from "./session.js";
+import { Announcer, MeetingView, showNotice, showScreen } from "./ui.js";
+import { ending } from "./words.js";
+
+const $ = (id) => document.getElementById(id);
+const query = new URLSearchParams(location.search);
+const meetingId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] ?? "");
+// Read first, at once: Element's first widget API request may come any moment, and the
+// token must leave the address bar before anything else runs.
+const auth = chooseAuth();
+const announcer = new Announcer($("announce-polite"), $("announce-alert"));
+let session = null;
+let levels = null;
+let pageState = "loading";
+let pageEndReason = null;
+
+window.visio = {
+  get state() { return session?.state && session.state !== "idle" ? session.state : pageState; },
+  get endReason() { return session?.endReason ?? pageEndReason; },
+  get publishPc() { return session?.publish?.pc ?? null; },
+  get receivePc() { return session?.receive?.pc ?? null; },
+  get self() { return session?.self ?? null; },
+  get participants() { return session ? [...session.participants.values()] : []; },
+  get remoteTracks() {
+    return (session?.remoteTracks ?? []).map(({ participantId, source, kind, mid }) => ({ participantId, source, kind, mid }));
+  },
+};
+
+function applyTheme() {
+  const theme = query.get("theme") ?? "";
+  if (/dark/i.test(theme)) document.documentElement.classList.add("theme-dark");
+  else if (/light/i.test(theme)) document.documentElement.classList.add("theme-light");
+}
+
+async function meetingInfo() {
+  try {
+    const response = await fetch(`/meet/${encodeURIComponent(meetingId)}/info`, { cache: "no-store" });
+    if (response.status === 404) return { missing: true };
+    if (!response.ok) return {};
+    return await response.json();
+  } catch {
+    return {}; // the WebSocket will say more
+  }
+}
+
+function stop(reason, detail = "") {
+  pageState = "ended";
+  pageEndReason = reason;
+  const { title, text } = ending(reason, detail);
+  showNotice(title, text);
+  announcer.alert(`${title}. ${text}`);
+}
+
+async function prejoinThenJoin(info) {
+  session = null;
+  pageState = "prejoin";
+  const media = new LocalMedia();
+  const prejoin = new Prejoin({
+    media,
+    auth,
+    title: info.title || "",
+    suggestedName: query.get("widget") === "1" ? query.get("displayName") ?? "" : "",
+  });
+  showScreen("prejoin");
+  document.title = `${info.title || "Meeting"} · Visio`;
+  if (document.hasFocus()) $("display-name").focus();
+  const { displayName } = await prejoin.run();
+  const view = new MeetingView({ announcer, onRejoin: () => prejoinThenJoin(info) });
+  session = new Session({ meetingId, auth, media, view, displayName });
+  bindControls(session, view);
+  levels?.stop();
+  levels = new SpeakingMonitor(() => ({
+    receive: session?.receive?.pc ?? null,
+    publish: session?.publish?.pc ?? null,
+    midOwners: session?.midOwners() ?? new Map(),
+    localId: session?.self?.participant_id ?? null,
+    localMicOn: session?.micOn() ?? false,
+  }), (speaking) => view.setSpeaking(speaking));
+  levels.start();
+  session.start();
+}
+
+function bindControls(current, view) {
+  const on = (id, action) => {
+    $(id).onclick = () => {
+      if (session === current && current.state === "joined") action();
+    };
+  };
+  on("control-mic", () => current.toggle("microphone"));
+  on("control-camera", () => current.toggle("camera"));
+  on("control-screen", () => current.toggleScreen());
+  on("control-hand", () => current.toggleHand());
+  $("control-leave").onclick = () => session === current && current.leave();
+  const panel = $("people-panel");
+  const peopleButton = $("control-people");
+  const showPeople = (open) => {
+    panel.hidden = !open;
+    peopleButton.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) $("people-close").focus();
+    else peopleButton.focus();
+  };
+  peopleButton.onclick = () => showPeople(panel.hidden);
+  $("people-close").onclick = () => showPeople(false);
+  view.setLocalMedia(current.media);
+}
+
+// Ctrl+D microphone, Ctrl+E camera (as in other meeting apps); Escape closes the panel.
+document.addEventListener("keydown", (event) => {
+  if (!session || session.state !== "joined") return;
+  const key = event.key.toLowerCase();
+  if ((event.ctrlKey || event.metaKey) && !event.altKey && (key === "d" || key === "e")) {
+    event.preventDefault();
+    session.toggle(key === "d" ? "microphone" : "camera");
+  } else if (key === "escape" && !$("people-panel").hidden) {
+    $("people-close").click();
+  }
+});
+
+async function main() {
+  applyTheme();
+  placeIcons();
+  if (!/^[A-Za-z0-9]{1,64}$/.test(meetingId)) {
+    stop("meeting_not_found");
+    return;
+  }
+  const info = await meetingInfo();
+  if (info.missing) {
+    stop("meeting_not_found");
+    return;
+  }
+  if (info.state === "ended") {
+    stop("meeting_ended");
+    return;
+  }
+  if (!auth) {
+    stop("no_auth");
+    return;
+  }
+  await prejoinThenJoin(info);
+}
+
+main().catch((error) => {
+  console.error(error);
+  stop("failed", error.message);
+});
