@@ -1,0 +1,30 @@
+"""The SFU: one :class:`Router` per meeting, forwarding encoded media between peers.
+
+See :mod:`bridge.media.router` for the API and the SDP conventions clients follow.
+"""
+
+from __future__ import annotations
+
+from .errors import MediaError
+from .events import (
+    ActiveSpeaker,
+    MediaEvent,
+    ParticipantMediaClosed,
+    TrackPublished,
+    TrackUnpublished,
+)
+from .router import ParticipantMedia, Router, RouterStats
+from .settings import MediaSettings
+
+__all__ = [
+    "ActiveSpeaker",
+    "MediaError",
+    "MediaEvent",
+    "MediaSettings",
+    "ParticipantMedia",
+    "ParticipantMediaClosed",
+    "Router",
+    "RouterStats",
+    "TrackPublished",
+    "TrackUnpublished",
+]

@@ -1,0 +1,48 @@
+"""Peer connections as the media layer makes them: explicit ICE servers, chosen host
+addresses, one bundled transport."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from . import aiortc_hooks
+
+
+def new_peer_connection(ice_servers: Sequence[RTCIceServer]) -> RTCPeerConnection:
+    """A peer connection that uses exactly ``ice_servers`` (aiortc's default is public).
+
+    Max-bundle gives one ICE and DTLS transport per connection, so one socket, one
+    gathering and one handshake, however many tracks it carries.
+    """
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+async def set_local_description(
+    pc: RTCPeerConnection,
+    description: RTCSessionDescription,
+    host_addresses: Sequence[str] | None,
+    gathering_timeout: float = 1.0,
+) -> None:
+    """``pc.setLocalDescription`` with ICE host candidates on ``host_addresses`` only.
+
+    ``None`` lets aioice choose (every interface but loopback). STUN/TURN candidates are
+    waited for at most ``gathering_timeout`` seconds: aiortc has no trickle ICE, so this
+    wait is part of every offer and answer.
+    """
+    await aiortc_hooks.gather_candidates(pc, host_addresses, gathering_timeout)
+    await pc.setLocalDescription(description)
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close ``pc`` and everything it started (see :mod:`bridge.media.aiortc_hooks`)."""
+    await aiortc_hooks.close_peer_connection(pc)

@@ -1,0 +1,283 @@
+"""A participant's publish connection and the tracks it publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from functools import partial
+from typing import Any, Protocol
+
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from . import aiortc_hooks
+from .clock import Clock
+from .errors import MediaError
+from .events import Kind, Source
+from .frames import EncodedFrame
+from .keyframes import KeyframeRequester
+from .passthrough import tap_encoded_frames
+from .peer import close_peer_connection, new_peer_connection, set_local_description
+from .sdp_rules import SdpSection, check_publish_offer
+from .settings import MediaSettings
+from .subscription import Subscription
+
+SOURCE_KINDS: dict[str, str] = {"camera": "video", "microphone": "audio", "screen": "video"}
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+
+class PublishedTrack:
+    """One live track of a participant, fanned out, still encoded, to its subscriptions."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        source: Source,
+        codec: RTCRtpCodecParameters,
+        receiver: RTCRtpReceiver,
+        media_ssrc: int | None,
+        settings: MediaSettings,
+        clock: Clock,
+        spawn: Spawn,
+    ) -> None:
+        self.participant_id = participant_id
+        self.source: Source = source
+        self.kind: Kind = "audio" if SOURCE_KINDS[source] == "audio" else "video"
+        self.codec = codec
+        self.track_id = f"{participant_id}/{source}"
+        self.frames = 0
+        self._receiver = receiver
+        self._media_ssrc = media_ssrc
+        self._queue_frames = settings.subscription_queue_frames
+        self._spawn = spawn
+        self._subscriptions: list[Subscription] = []
+        self.keyframes = KeyframeRequester(
+            self._send_pli,
+            clock,
+            settings.keyframe_request_interval,
+            still_needed=lambda: any(s.waiting_for_keyframe for s in self._subscriptions),
+        )
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(self._subscriptions)
+
+    def subscribe(self) -> Subscription:
+        """A new subscription; it waits for (and asks for) a keyframe if this is video."""
+        subscription = Subscription(
+            self._queue_frames,
+            video=self.kind == "video",
+            request_keyframe=self.keyframes.request,
+        )
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscription.close()
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    def push(self, frame: EncodedFrame) -> None:
+        """Fan a frame out; a full subscription drops it and only hurts its subscriber."""
+        self.frames += 1
+        for subscription in self._subscriptions:
+            subscription.push(frame)
+
+    def close(self) -> None:
+        self.keyframes.close()
+        for subscription in self._subscriptions:
+            subscription.close()
+        self._subscriptions.clear()
+
+    def _send_pli(self) -> None:
+        ssrc = self._media_ssrc
+        if ssrc is None:
+            # The offer declared no SSRC: the first one seen is the media (RTX comes later).
+            sources = self._receiver.getSynchronizationSources()
+            if not sources:
+                return
+            ssrc = sources[0].source
+        self._spawn(aiortc_hooks.send_pli(self._receiver, ssrc))
+
+
+class PublisherListener(Protocol):
+    """What a :class:`Publisher` tells its router."""
+
+    def track_published(self, track: PublishedTrack) -> None: ...
+
+    def track_unpublished(self, track: PublishedTrack) -> None: ...
+
+    def audio_level(self, participant_id: str, level: int) -> None: ...
+
+    def connection_lost(self, reason: str) -> None: ...
+
+
+class Publisher:
+    """The connection a participant's client offers to send its camera, mic and screen."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        settings: MediaSettings,
+        clock: Clock,
+        spawn: Spawn,
+        listener: PublisherListener,
+        log: logging.Logger,
+    ) -> None:
+        self.participant_id = participant_id
+        self._settings = settings
+        self._clock = clock
+        self._spawn = spawn
+        self._listener = listener
+        self._pc: RTCPeerConnection | None = None
+        self._lock = asyncio.Lock()
+        self._tapped: set[str] = set()
+        self._tracks: dict[str, PublishedTrack] = {}
+        self._closed = False
+        # The meeting's logger: one logger per participant would never be freed.
+        self._log = log
+
+    @property
+    def tracks(self) -> tuple[PublishedTrack, ...]:
+        return tuple(self._tracks.values())
+
+    @property
+    def has_connection(self) -> bool:
+        return self._pc is not None
+
+    async def publish(self, offer_sdp: object, sources: Mapping[str, str]) -> str:
+        """Answer the client's offer; publish and unpublish tracks to match it."""
+        checked = check_publish_offer(offer_sdp, self._settings)
+        labels = _label_sections(checked.sections, sources)
+        async with self._lock:
+            if self._closed:
+                raise MediaError("This participant's media is closed.")
+            pc = self._connection()
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(checked.sdp, "offer"))
+            except Exception as error:
+                raise MediaError(f"The offer was refused: {error}") from error
+            self._tap_new_receivers(pc)
+            try:
+                await set_local_description(
+                    pc,
+                    await pc.createAnswer(),
+                    self._settings.host_addresses,
+                    self._settings.ice_gathering_timeout,
+                )
+            except Exception as error:
+                raise MediaError(f"The offer could not be answered: {error}") from error
+            self._update_tracks(pc, checked.sections, labels)
+            return str(pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        """Unpublish every track and close the connection."""
+        self._closed = True
+        for mid in list(self._tracks):
+            self._unpublish(mid)
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            await close_peer_connection(pc)
+
+    def _connection(self) -> RTCPeerConnection:
+        if self._pc is None:
+            pc = new_peer_connection(self._settings.ice_servers)
+
+            @pc.on("connectionstatechange")
+            def on_state() -> None:
+                if self._pc is pc and pc.connectionState in ("failed", "closed"):
+                    # aiortc reports a vanished peer as "failed" or "closed" depending
+                    # on which of its transports notices first: one reason for both.
+                    self._listener.connection_lost("connection lost")
+
+            self._pc = pc
+        return self._pc
+
+    def _tap_new_receivers(self, pc: RTCPeerConnection) -> None:
+        for transceiver in pc.getTransceivers():
+            mid = transceiver.mid
+            if mid is None or mid in self._tapped:
+                continue
+            self._tapped.add(mid)
+            tap_encoded_frames(transceiver.receiver, partial(self._on_frame, mid))
+            if transceiver.kind == "audio":
+                aiortc_hooks.observe_rtp(transceiver.receiver, partial(self._on_rtp, mid))
+
+    def _update_tracks(
+        self, pc: RTCPeerConnection, sections: tuple[SdpSection, ...], labels: dict[str, Source]
+    ) -> None:
+        by_mid = {s.mid: s for s in sections}
+        for mid, track in list(self._tracks.items()):
+            section = by_mid.get(mid)
+            if labels.get(mid) != track.source or section is None or section.codec != track.codec:
+                self._unpublish(mid)
+        receivers = {t.mid: t.receiver for t in pc.getTransceivers()}
+        for mid, source in labels.items():
+            if mid in self._tracks:
+                continue
+            section = by_mid[mid]
+            track = PublishedTrack(
+                self.participant_id,
+                source,
+                section.codec,
+                receivers[mid],
+                section.ssrc,
+                self._settings,
+                self._clock,
+                self._spawn,
+            )
+            self._tracks[mid] = track
+            self._log.info(
+                "%s publishes %s (%s)", self.participant_id, source, section.codec.mimeType
+            )
+            self._listener.track_published(track)
+
+    def _unpublish(self, mid: str) -> None:
+        track = self._tracks.pop(mid)
+        self._log.info("%s unpublishes %s", self.participant_id, track.source)
+        self._listener.track_unpublished(track)
+        track.close()
+
+    def _on_frame(self, mid: str, frame: EncodedFrame) -> None:
+        track = self._tracks.get(mid)
+        if track is not None:
+            track.push(frame)
+
+    def _on_rtp(self, mid: str, packet: RtpPacket) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            track = self._tracks.get(mid)
+            if track is not None and track.source == "microphone":
+                self._listener.audio_level(self.participant_id, level[1])
+
+
+def _label_sections(
+    sections: tuple[SdpSection, ...], sources: Mapping[str, str]
+) -> dict[str, Source]:
+    """Map each sending section's mid to its source, checking the client's labels."""
+    if not isinstance(sources, Mapping):
+        raise MediaError("Sources must map each sending section's mid to a source.")
+    mids = {s.mid: s for s in sections}
+    labels: dict[str, Source] = {}
+    for mid, source in sources.items():
+        if mid not in mids:
+            raise MediaError(f"Sources name mid {mid!r}, which is not in the offer.")
+        if source not in SOURCE_KINDS:
+            raise MediaError(f"Unknown source {source!r}; use camera, microphone or screen.")
+        section = mids[mid]
+        if SOURCE_KINDS[source] != section.kind:
+            raise MediaError(f"Source {source!r} cannot be sent in a {section.kind} section.")
+        if section.sending:
+            if source in labels.values():
+                raise MediaError(f"Only one section may send the {source}.")
+            labels[mid] = source  # type: ignore[assignment]
+    unlabelled = [s.mid for s in sections if s.sending and s.mid not in labels]
+    if unlabelled:
+        raise MediaError(
+            f"Sending sections {', '.join(map(repr, unlabelled))} have no source; "
+            "label each as camera, microphone or screen."
+        )
+    return labels

@@ -1,0 +1,312 @@
+"""One SFU router per live meeting: who publishes what, and who receives it.
+
+Each participant has two peer connections, so offers never collide (no glare):
+
+- the *publish* connection, offered by the client: ``answer = await media.publish(offer,
+  sources={mid: "camera" | "microphone" | "screen"})``, again whenever the client adds or
+  removes a track (screen share on/off);
+- the *receive* connection, offered by the server through the ``send_offer`` callback
+  whenever tracks come and go; the client answers with ``await
+  media.accept_answer(answer)``. One offer is outstanding at a time; changes made
+  meanwhile go out in one offer after the answer.
+
+Media is forwarded encoded (see :mod:`bridge.media.passthrough`). Each forwarded track
+appears in the server's offer as ``a=msid:<publisher participant id> <source>``: the
+stream id says whose track it is, the track id which source (``camera``, ``microphone``,
+``screen``). An m-line whose track ended turns ``inactive`` and is reused later.
+
+Codecs: publishers may send Opus audio and VP8 or H.264 (packetization-mode 1,
+constrained baseline) video; the answer keeps one codec per section (VP8 first, see
+:attr:`MediaSettings.video_codecs`), and subscribers are offered exactly the publisher's
+codec, which they must support.
+
+Clients put all their ICE candidates in the SDP (no trickle ICE), bundle every section
+(``a=group:BUNDLE``), multiplex RTCP and label every sending section of a publish offer.
+Not supported: simulcast (``a=rid`` is dropped, one layer is sent), data channels.
+
+The active speaker comes from the RFC 6464 audio level header extension that browsers put
+on every microphone packet (see :mod:`bridge.media.speaker`); no audio is decoded.
+
+Public API::
+
+    router = Router(meeting_id, MediaSettings(...), on_event=callback)
+    media = router.add_participant(participant_id, send_offer=async_callback)
+    answer_sdp = await media.publish(offer_sdp, sources={"0": "microphone", "1": "camera"})
+    await media.accept_answer(answer_sdp)
+    await media.close()
+    router.stats()
+    await router.close()
+
+``on_event`` receives :data:`~bridge.media.events.MediaEvent` values (``TrackPublished``,
+``TrackUnpublished``, ``ActiveSpeaker``, ``ParticipantMediaClosed``). Everything a
+participant held is released when they close, when either connection fails or is closed
+by the peer, when they do not answer an offer in time, and when the router closes;
+:meth:`Router.stats` shows what is still held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .clock import Clock, LoopClock
+from .errors import MediaError
+from .events import (
+    ActiveSpeaker,
+    MediaEvent,
+    ParticipantMediaClosed,
+    TrackPublished,
+    TrackUnpublished,
+)
+from .publisher import PublishedTrack, Publisher
+from .settings import MediaSettings
+from .speaker import ActiveSpeakerDetector
+from .subscriber import SendOffer, Subscriber
+
+# Participant ids become msid stream ids: RFC 8830 allows 1 to 64 token characters.
+_PARTICIPANT_ID = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class RouterStats:
+    """What a router holds right now (counters cover live tracks only)."""
+
+    participants: int
+    peer_connections: int
+    published_tracks: int
+    subscriptions: int
+    #: The router's own asyncio tasks still running (negotiations, PLIs, closes).
+    tasks: int
+    #: Frames received from publishers on live tracks.
+    frames_received: int
+    #: Frames handed to subscribers' senders on live subscriptions.
+    frames_forwarded: int
+    #: Frames dropped by live subscriptions (slow subscriber, waiting for a keyframe).
+    frames_dropped: int
+    #: PLIs sent to publishers of live tracks.
+    keyframe_requests: int
+
+
+class ParticipantMedia:
+    """One participant's media in a meeting; made by :meth:`Router.add_participant`."""
+
+    def __init__(
+        self, router: Router, participant_id: str, send_offer: SendOffer, clock: Clock
+    ) -> None:
+        self.participant_id = participant_id
+        self._router = router
+        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
+        self.publisher = Publisher(
+            participant_id,
+            router.settings,
+            clock,
+            router._spawn,
+            _PublisherEvents(self),
+            router._log,
+        )
+        self.subscriber = Subscriber(
+            participant_id,
+            router.settings,
+            clock,
+            router._spawn,
+            send_offer,
+            self._lost,
+            router._log,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def publish(self, offer_sdp: str, sources: Mapping[str, str]) -> str:
+        """Answer an offer on the publish connection; returns the answer SDP.
+
+        ``sources`` labels each sending m-line by its mid: ``"camera"``,
+        ``"microphone"`` or ``"screen"``. Raises :class:`MediaError` on a bad offer.
+        """
+        if self._closed:
+            raise MediaError("This participant's media is closed.")
+        return await self.publisher.publish(offer_sdp, sources)
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        """Apply the client's answer to the last offer sent through ``send_offer``."""
+        if self._closed:
+            raise MediaError("This participant's media is closed.")
+        await self.subscriber.accept_answer(answer_sdp)
+
+    async def close(self, reason: str = "left") -> None:
+        """Release everything this participant holds; safe to call more than once."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+            return
+        self._closing = asyncio.get_running_loop().create_future()
+        self._closed = True
+        try:
+            self._router._forget(self)
+            await self.subscriber.close()
+            await self.publisher.close()
+        finally:
+            self._router._left(self)
+            self._closing.set_result(None)
+            self._router._emit(ParticipantMediaClosed(self.participant_id, reason))
+
+    def _lost(self, reason: str) -> None:
+        if not self._closed:
+            self._router._spawn(self.close(reason))
+
+
+class _PublisherEvents:
+    def __init__(self, media: ParticipantMedia) -> None:
+        self._media = media
+
+    def track_published(self, track: PublishedTrack) -> None:
+        self._media._router._track_published(track)
+
+    def track_unpublished(self, track: PublishedTrack) -> None:
+        self._media._router._track_unpublished(track)
+
+    def audio_level(self, participant_id: str, level: int) -> None:
+        self._media._router._speakers.add_level(participant_id, level)
+
+    def connection_lost(self, reason: str) -> None:
+        self._media._lost(reason)
+
+
+class Router:
+    """The SFU of one meeting. See the module docstring for the whole API."""
+
+    def __init__(
+        self,
+        meeting_id: str,
+        settings: MediaSettings,
+        on_event: Callable[[MediaEvent], None],
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.meeting_id = meeting_id
+        self.settings = settings
+        self._on_event = on_event
+        self._clock = clock or LoopClock()
+        self._participants: dict[str, ParticipantMedia] = {}
+        # Participants whose close() is still releasing their connections.
+        self._leaving: set[ParticipantMedia] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._announced: set[PublishedTrack] = set()
+        self._closed = False
+        self._log = logging.getLogger("visio.media.router").getChild(meeting_id)
+        self._speakers = ActiveSpeakerDetector(
+            lambda participant_id: self._emit(ActiveSpeaker(participant_id)),
+            self._clock,
+            speaking_level=settings.speaking_level_dbov,
+            switch_delay=settings.speaker_switch_delay,
+        )
+
+    def add_participant(self, participant_id: str, send_offer: SendOffer) -> ParticipantMedia:
+        """Add a participant; ``send_offer(sdp)`` carries server offers to their client.
+
+        ``participant_id`` must be 1 to 64 characters, none of them spaces or
+        ``"(),/:;<=>?@[\\]``: it is the msid stream id of the participant's tracks.
+        """
+        if self._closed:
+            raise MediaError("This meeting's media is closed.")
+        if not isinstance(participant_id, str) or not _PARTICIPANT_ID.fullmatch(participant_id):
+            raise MediaError(
+                "A participant id must be 1 to 64 letters, digits or !#$%&'*+-.^_`{|}~."
+            )
+        if participant_id in self._participants:
+            raise MediaError(f"Participant {participant_id} already has media here.")
+        media = ParticipantMedia(self, participant_id, send_offer, self._clock)
+        self._participants[participant_id] = media
+        for other in self._participants.values():
+            if other is not media:
+                for track in other.publisher.tracks:
+                    media.subscriber.add(track)
+        self._log.info("%s joins", participant_id)
+        return media
+
+    def participant(self, participant_id: str) -> ParticipantMedia | None:
+        """The media of a participant still in the meeting, if any."""
+        return self._participants.get(participant_id)
+
+    def stats(self) -> RouterStats:
+        """Counts of what the router holds, for tests, metrics and benchmarks."""
+        media = [*self._participants.values(), *self._leaving]
+        tracks = [t for m in media for t in m.publisher.tracks]
+        subscriptions = [s for t in tracks for s in t.subscriptions]
+        return RouterStats(
+            participants=len(self._participants),
+            peer_connections=sum(
+                m.publisher.has_connection + m.subscriber.has_connection for m in media
+            ),
+            published_tracks=len(tracks),
+            subscriptions=len(subscriptions),
+            tasks=sum(not t.done() for t in self._tasks),
+            frames_received=sum(t.frames for t in tracks),
+            frames_forwarded=sum(s.delivered for s in subscriptions),
+            frames_dropped=sum(s.dropped for s in subscriptions),
+            keyframe_requests=sum(t.keyframes.sent for t in tracks),
+        )
+
+    async def close(self) -> None:
+        """Release every participant's media and stop the router's tasks."""
+        self._closed = True
+        for media in [*self._participants.values(), *self._leaving]:
+            # A participant already leaving is awaited, not cut short by a cancel.
+            await media.close("router closed")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _forget(self, media: ParticipantMedia) -> None:
+        if self._participants.get(media.participant_id) is media:
+            del self._participants[media.participant_id]
+            self._leaving.add(media)
+            self._speakers.remove(media.participant_id)
+            self._log.info("%s leaves", media.participant_id)
+
+    def _left(self, media: ParticipantMedia) -> None:
+        self._leaving.discard(media)
+
+    def _track_published(self, track: PublishedTrack) -> None:
+        if track.participant_id not in self._participants:
+            return  # published while leaving: never announced, never forwarded
+        self._announced.add(track)
+        for media in self._participants.values():
+            if media.participant_id != track.participant_id:
+                media.subscriber.add(track)
+        self._emit(TrackPublished(track.participant_id, track.track_id, track.kind, track.source))
+
+    def _track_unpublished(self, track: PublishedTrack) -> None:
+        for media in self._participants.values():
+            media.subscriber.remove(track)
+        if track.source == "microphone":
+            self._speakers.remove(track.participant_id)
+        if track not in self._announced:
+            return
+        self._announced.discard(track)
+        self._emit(
+            TrackUnpublished(track.participant_id, track.track_id, track.kind, track.source)
+        )
+
+    def _emit(self, event: MediaEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            self._log.exception("on_event failed for %s", event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("task failed", exc_info=task.exception())

@@ -1,0 +1,212 @@
+"""Checks on the SDP that browsers send, before any of it reaches aiortc.
+
+A client's SDP is untrusted input. Everything here raises :class:`MediaError` with a plain
+message, never anything else, and touches nothing but the text it is given.
+
+Publish offers are also narrowed down: each audio section keeps only Opus, each video
+section only the first codec of :attr:`MediaSettings.video_codecs` it offers (with its
+RTX), so the publisher can only send what every subscriber is then offered. mDNS
+(``.local``) candidates are dropped: resolving them sends multicast, and the server is
+reachable at its own candidates, from which the client's checks create peer-reflexive
+candidates anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiortc import RTCRtpSender, sdp
+from aiortc.codecs import CODECS, is_rtx
+from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS
+from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+
+from .errors import MediaError
+from .settings import MediaSettings
+
+_SENDING = ("sendonly", "sendrecv")
+# An answer holds one section per offered track: allow for large meetings.
+_ANSWER_BYTES_PER_SECTION = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class SdpSection:
+    """What the router needs to know about one media section of a checked SDP."""
+
+    mid: str
+    kind: str
+    #: Whether the remote side sends media in this section.
+    sending: bool
+    #: The one codec left in the section (payload type as the remote side numbers it).
+    codec: RTCRtpCodecParameters
+    #: The remote side's media SSRC, when the section declares one (``a=ssrc``).
+    ssrc: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSdp:
+    """An SDP that passed the checks, rewritten for aiortc."""
+
+    sdp: str
+    sections: tuple[SdpSection, ...]
+
+
+def check_publish_offer(text: object, settings: MediaSettings) -> CheckedSdp:
+    """Check a client's offer on its publish connection and keep only supported codecs."""
+    description = _parse(text, settings.max_sdp_bytes, "offer")
+    if len(description.media) > settings.max_publish_sections:
+        raise MediaError(
+            f"The offer has {len(description.media)} media sections; "
+            f"at most {settings.max_publish_sections} are allowed."
+        )
+    sections = []
+    for media in description.media:
+        if media.port == 0:
+            # A stopped transceiver: answer it as inactive, on the bundle's transport.
+            _borrow_transport(media, description)
+            media.direction = "inactive"
+        _check_transport(media)
+        codecs = _choose_codecs(media, settings)
+        if not codecs:
+            offered = ", ".join(sorted({c.name for c in media.rtp.codecs})) or "none"
+            raise MediaError(
+                f"The {media.kind} section {media.rtp.muxId!r} offers no supported codec "
+                f"(offered: {offered}; supported: Opus audio, "
+                f"{' or '.join(settings.video_codecs)} video)."
+            )
+        media.rtp.codecs = codecs
+        media.fmt = [c.payloadType for c in codecs]
+        sections.append(_section(media, codecs[0]))
+    return CheckedSdp(_serialize(description), tuple(sections))
+
+
+def check_answer(text: object, settings: MediaSettings, offered_sections: int) -> CheckedSdp:
+    """Check a client's answer to a server offer on its receive connection."""
+    limit = settings.max_sdp_bytes + _ANSWER_BYTES_PER_SECTION * offered_sections
+    description = _parse(text, limit, "answer")
+    if len(description.media) != offered_sections:
+        raise MediaError(
+            f"The answer has {len(description.media)} media sections but the offer had "
+            f"{offered_sections}."
+        )
+    sections = []
+    for media in description.media:
+        if media.port == 0:
+            _borrow_transport(media, description)  # a section the client rejected
+        _check_transport(media)
+        assert media.dtls is not None
+        if media.dtls.role not in ("client", "server"):
+            raise MediaError("The answer must set a=setup to active or passive.")
+        if not media.rtp.codecs:
+            raise MediaError(f"The answer's section {media.rtp.muxId!r} has no codec.")
+        sections.append(_section(media, media.rtp.codecs[0]))
+    return CheckedSdp(_serialize(description), tuple(sections))
+
+
+def codec_preferences(codec: RTCRtpCodecParameters) -> list[RTCRtpCodecCapability]:
+    """The codec preferences that make a sender offer exactly ``codec`` (and its RTX)."""
+    kind = codec.mimeType.split("/")[0].lower()
+    local = next(c for c in CODECS[kind] if not is_rtx(c) and is_codec_compatible(c, codec))
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    preferences = [
+        c
+        for c in capabilities
+        if c.mimeType.lower() == local.mimeType.lower() and c.parameters == local.parameters
+    ]
+    return preferences + [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+
+
+def _parse(text: object, limit: int, what: str) -> sdp.SessionDescription:
+    if not isinstance(text, str):
+        raise MediaError(f"The {what} must be SDP text.")
+    if len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise MediaError(f"The {what} is larger than {limit // 1024} KiB.")
+    if not text.startswith("v=0"):
+        raise MediaError(f"The {what} is not SDP (it must start with v=0).")
+    try:
+        description = sdp.SessionDescription.parse(text)
+    except Exception as error:  # aiortc's parser fails in many ways on garbage
+        raise MediaError(f"The {what} could not be parsed as SDP.") from error
+    if description.origin is None:
+        description.origin = "- 0 0 IN IP4 0.0.0.0"
+    if not description.media:
+        raise MediaError(f"The {what} has no media sections.")
+    mids = [m.rtp.muxId for m in description.media]
+    if any(not mid for mid in mids) or len(set(mids)) != len(mids):
+        raise MediaError(f"Every media section of the {what} needs its own a=mid.")
+    bundle = next((g for g in description.group if g.semantic == "BUNDLE"), None)
+    bundled = set(map(str, bundle.items)) if bundle is not None else set()
+    # Stopped sections (port 0) are left out of the bundle by browsers.
+    active = {str(m.rtp.muxId) for m in description.media if m.port != 0}
+    if not active or not active <= bundled or not bundled <= set(mids):
+        raise MediaError(f"The {what} must bundle all media sections (a=group:BUNDLE).")
+    return description
+
+
+def _borrow_transport(media: sdp.MediaDescription, description: sdp.SessionDescription) -> None:
+    """Give a stopped section the ICE and DTLS parameters of the bundle it left."""
+    live = next((m for m in description.media if m.port != 0), None)
+    if live is None:
+        return
+    if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+        media.ice = live.ice
+    if media.dtls is None or not media.dtls.fingerprints:
+        media.dtls = live.dtls
+
+
+def _check_transport(media: sdp.MediaDescription) -> None:
+    if media.kind not in ("audio", "video"):
+        raise MediaError(f"Media sections of kind {media.kind!r} are not supported.")
+    if media.dtls is None or not any(
+        f.algorithm.lower() in X509_DIGEST_ALGORITHMS for f in media.dtls.fingerprints
+    ):
+        raise MediaError(
+            "The SDP has no usable DTLS fingerprint (a=fingerprint with sha-256) and a=setup."
+        )
+    if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+        raise MediaError("The SDP has no ICE credentials (a=ice-ufrag, a=ice-pwd).")
+    if not media.rtcp_mux:
+        raise MediaError("The SDP must multiplex RTCP (a=rtcp-mux).")
+    if media.direction is None:
+        media.direction = "sendrecv"  # the SDP default (RFC 4566 section 6)
+    media.ice_candidates = [c for c in media.ice_candidates if not c.ip.lower().endswith(".local")]
+
+
+def _choose_codecs(
+    media: sdp.MediaDescription, settings: MediaSettings
+) -> list[RTCRtpCodecParameters]:
+    names = ("opus",) if media.kind == "audio" else settings.video_codecs
+    for name in names:
+        locals_ = [c for c in CODECS[media.kind] if c.name.lower() == name.lower()]
+        for codec in media.rtp.codecs:
+            if any(is_codec_compatible(local, codec) for local in locals_):
+                rtx = [
+                    c
+                    for c in media.rtp.codecs
+                    if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+                ]
+                return [codec, *rtx[:1]]
+    return []
+
+
+def _section(media: sdp.MediaDescription, codec: RTCRtpCodecParameters) -> SdpSection:
+    ssrc: int | None = None
+    fid = next((g for g in media.ssrc_group if g.semantic == "FID"), None)
+    if fid is not None and fid.items:
+        ssrc = int(fid.items[0])
+    elif media.ssrc:
+        ssrc = media.ssrc[0].ssrc
+    return SdpSection(
+        mid=str(media.rtp.muxId),
+        kind=media.kind,
+        sending=media.direction in _SENDING and media.port != 0,
+        codec=codec,
+        ssrc=ssrc,
+    )
+
+
+def _serialize(description: sdp.SessionDescription) -> str:
+    try:
+        return str(description)
+    except Exception as error:  # e.g. a host name where an address must be
+        raise MediaError("The SDP holds values that cannot be used.") from error

@@ -1,0 +1,235 @@
+"""A participant's receive connection: the server offers everyone else's tracks on it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+
+from . import aiortc_hooks
+from .clock import Clock, Timer
+from .errors import MediaError
+from .passthrough import ForwardedTrack
+from .peer import close_peer_connection, new_peer_connection, set_local_description
+from .publisher import PublishedTrack, Spawn
+from .sdp_rules import check_answer, codec_preferences
+from .settings import MediaSettings
+from .subscription import Subscription
+
+SendOffer = Callable[[str], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One m-line of the receive connection, reused by tracks of the same kind and codec."""
+
+    transceiver: RTCRtpTransceiver
+    track: ForwardedTrack
+    codec_key: tuple[str, str]
+    published: PublishedTrack | None = None
+    subscription: Subscription | None = None
+    #: The subscription the outstanding offer carries in this slot.
+    offered: Subscription | None = None
+
+
+def _codec_key(track: PublishedTrack) -> tuple[str, str]:
+    return track.codec.mimeType.lower(), repr(sorted(track.codec.parameters.items()))
+
+
+class Subscriber:
+    """Forwards published tracks to one participant over a server-offered connection.
+
+    Every change (a track added or removed) leads to a new server offer, sent through
+    ``send_offer``. Offers are serialized: while one waits for its answer, further
+    changes only mark the connection dirty, and one offer covering all of them follows
+    the answer. A subscription starts playing once the answer that carries it is in.
+    """
+
+    def __init__(
+        self,
+        participant_id: str,
+        settings: MediaSettings,
+        clock: Clock,
+        spawn: Spawn,
+        send_offer: SendOffer,
+        on_lost: Callable[[str], None],
+        log: logging.Logger,
+    ) -> None:
+        self.participant_id = participant_id
+        self._settings = settings
+        self._clock = clock
+        self._spawn = spawn
+        self._send_offer = send_offer
+        self._on_lost = on_lost
+        self._pc: RTCPeerConnection | None = None
+        self._slots: list[_Slot] = []
+        self._dirty = False
+        self._negotiation: asyncio.Task[None] | None = None
+        self._negotiating = False
+        self._offer_pending = False
+        self._offered_sections = 0
+        self._answer_timer: Timer | None = None
+        self._closed = False
+        self._log = log
+        #: Offers sent so far.
+        self.offers_sent = 0
+
+    @property
+    def has_connection(self) -> bool:
+        return self._pc is not None
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(s.subscription for s in self._slots if s.subscription is not None)
+
+    def add(self, published: PublishedTrack) -> None:
+        """Start forwarding ``published`` (after the next offer/answer)."""
+        if self._closed or any(s.published is published for s in self._slots):
+            return
+        slot = self._free_slot(published) or self._new_slot(published)
+        slot.published = published
+        slot.subscription = published.subscribe()
+        aiortc_hooks.set_msid(slot.transceiver.sender, published.participant_id, published.source)
+        slot.transceiver.direction = "sendonly"
+        self._changed()
+
+    def remove(self, published: PublishedTrack) -> None:
+        """Stop forwarding ``published``; its m-line goes inactive, free for reuse."""
+        for slot in self._slots:
+            if slot.published is published:
+                self._free(slot)
+                slot.transceiver.direction = "inactive"
+                self._changed()
+
+    async def accept_answer(self, answer_sdp: object) -> None:
+        """Apply the client's answer to the outstanding offer."""
+        if self._closed or self._pc is None:
+            raise MediaError("There is no media connection to answer for.")
+        if not self._offer_pending:
+            raise MediaError("There is no server offer waiting for an answer.")
+        checked = check_answer(answer_sdp, self._settings, self._offered_sections)
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(checked.sdp, "answer"))
+        except Exception as error:
+            raise MediaError(f"The answer was refused: {error}") from error
+        self._offer_pending = False
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+            self._answer_timer = None
+        for slot in self._slots:
+            if slot.subscription is not None and slot.subscription is slot.offered:
+                assert slot.published is not None
+                slot.track.attach(slot.subscription, slot.published.source)
+        self._kick()
+
+    async def close(self) -> None:
+        """Close every subscription and the connection."""
+        self._closed = True
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+            self._answer_timer = None
+        negotiation = self._negotiation
+        if negotiation is not None and negotiation is not asyncio.current_task():
+            # It may be stuck in send_offer() towards a client that is gone.
+            negotiation.cancel()
+        for slot in self._slots:
+            self._free(slot)
+            slot.track.stop()
+        self._slots.clear()
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            await close_peer_connection(pc)
+
+    def _connection(self) -> RTCPeerConnection:
+        if self._pc is None:
+            pc = new_peer_connection(self._settings.ice_servers)
+
+            @pc.on("connectionstatechange")
+            def on_state() -> None:
+                if self._pc is pc and pc.connectionState in ("failed", "closed"):
+                    # aiortc reports a vanished peer as "failed" or "closed" depending
+                    # on which of its transports notices first: one reason for both.
+                    self._on_lost("connection lost")
+
+            self._pc = pc
+        return self._pc
+
+    def _free_slot(self, published: PublishedTrack) -> _Slot | None:
+        # The sender keeps the codec it started with, so only reuse a matching slot.
+        key = _codec_key(published)
+        return next((s for s in self._slots if s.published is None and s.codec_key == key), None)
+
+    def _new_slot(self, published: PublishedTrack) -> _Slot:
+        track = ForwardedTrack(published.kind, published.source)
+        transceiver = self._connection().addTransceiver(track, direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(published.codec))
+        slot = _Slot(transceiver, track, _codec_key(published))
+        aiortc_hooks.on_keyframe_request(transceiver.sender, partial(self._on_pli, slot))
+        self._slots.append(slot)
+        return slot
+
+    def _free(self, slot: _Slot) -> None:
+        slot.track.detach()
+        if slot.published is not None and slot.subscription is not None:
+            slot.published.unsubscribe(slot.subscription)
+        slot.published = slot.subscription = slot.offered = None
+
+    def _on_pli(self, slot: _Slot) -> None:
+        if slot.published is not None:
+            slot.published.keyframes.request(explicit=True)
+
+    def _changed(self) -> None:
+        self._dirty = True
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._dirty and not self._negotiating and not self._offer_pending and not self._closed:
+            self._negotiating = True
+            self._negotiation = self._spawn(self._negotiate())
+
+    async def _negotiate(self) -> None:
+        try:
+            while self._dirty and not self._offer_pending and not self._closed:
+                self._dirty = False
+                await self._offer()
+        except Exception as error:
+            if not self._closed:
+                self._log.warning("could not send an offer to %s: %r", self.participant_id, error)
+                self._on_lost("signaling failed")
+        finally:
+            self._negotiating = False
+
+    async def _offer(self) -> None:
+        pc = self._connection()
+        # createOffer() does not yield, so this is exactly what the offer carries; a
+        # change made while gathering below waits for the next offer.
+        carried = [(slot, slot.subscription) for slot in self._slots]
+        offer = await pc.createOffer()
+        await set_local_description(
+            pc, offer, self._settings.host_addresses, self._settings.ice_gathering_timeout
+        )
+        if self._closed:
+            return
+        for slot, subscription in carried:
+            slot.offered = subscription
+        self._offered_sections = offer.sdp.count("\r\nm=")
+        self._offer_pending = True
+        self._answer_timer = self._clock.call_later(
+            self._settings.answer_timeout, self._on_answer_timeout
+        )
+        self.offers_sent += 1
+        await self._send_offer(str(pc.localDescription.sdp))
+
+    def _on_answer_timeout(self) -> None:
+        self._answer_timer = None
+        if self._offer_pending and not self._closed:
+            self._log.warning(
+                "%s did not answer within %.0f s",
+                self.participant_id,
+                self._settings.answer_timeout,
+            )
+            self._on_lost("no answer")

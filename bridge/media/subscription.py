@@ -1,0 +1,114 @@
+"""One subscriber's bounded queue of one published track's frames."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from .frames import EncodedFrame
+
+
+class SubscriptionClosed(Exception):
+    """The subscription ended; its consumer gets no more frames."""
+
+
+class Subscription:
+    """A bounded queue between a published track and one subscriber's sender.
+
+    The publisher pushes and never waits: a subscriber that does not keep up falls behind
+    alone. When the queue is full it is emptied; video then skips every frame up to the
+    next keyframe and asks for one (audio simply goes on with the newest packet), so
+    memory stays bounded by ``capacity`` frames.
+
+    A video subscription starts waiting for a keyframe. Its first keyframe request is made
+    when its consumer first asks for a frame (the subscriber's connection is up), so a
+    keyframe produced before that is not wasted; if one arrives meanwhile anyway, it is
+    kept and no request is made.
+    """
+
+    def __init__(
+        self, capacity: int, *, video: bool, request_keyframe: Callable[[], None]
+    ) -> None:
+        assert capacity > 0
+        self._capacity = capacity
+        self._video = video
+        self._request_keyframe = request_keyframe
+        self._queue: deque[EncodedFrame] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._consumer_ready = False
+        self._closed = False
+        #: Whether frames are being skipped until the next keyframe.
+        self.waiting_for_keyframe = video
+        #: Frames handed to the consumer.
+        self.delivered = 0
+        #: Frames thrown away (queue overflow, or skipped while waiting for a keyframe).
+        self.dropped = 0
+        #: Times the queue overflowed.
+        self.overflows = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def push(self, frame: EncodedFrame) -> None:
+        """Queue a frame from the publisher; never blocks."""
+        if self._closed:
+            return
+        if self.waiting_for_keyframe and not frame.keyframe:
+            self.dropped += 1
+            return
+        if frame.keyframe and self._video and not self._consumer_ready:
+            # Nobody reads yet: only the newest keyframe and what follows it matter.
+            self.dropped += len(self._queue)
+            self._queue.clear()
+        self.waiting_for_keyframe = False
+        if len(self._queue) >= self._capacity:
+            self._overflow(frame)
+        else:
+            self._queue.append(frame)
+        self._wake()
+
+    async def get(self) -> EncodedFrame:
+        """The next frame; raises :class:`SubscriptionClosed` once closed."""
+        if not self._consumer_ready:
+            self._consumer_ready = True
+            if self.waiting_for_keyframe:
+                self._request_keyframe()
+        while not self._queue:
+            if self._closed:
+                raise SubscriptionClosed
+            assert self._waiter is None, "a subscription has one consumer"
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self.delivered += 1
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        """End the subscription and drop its frames; a waiting consumer is woken."""
+        self._closed = True
+        self._queue.clear()
+        self._wake()
+
+    def _overflow(self, frame: EncodedFrame) -> None:
+        self.overflows += 1
+        self.dropped += len(self._queue)
+        self._queue.clear()
+        if frame.keyframe:
+            # A keyframe (or any audio packet) is a clean point to start again from.
+            self._queue.append(frame)
+            return
+        self.dropped += 1
+        self.waiting_for_keyframe = True
+        if self._consumer_ready:
+            self._request_keyframe()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

@@ -1,0 +1,49 @@
+"""Fixtures for the media tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from .helpers import Meeting, wait_for
+
+
+def released(router_stats: Any) -> bool:
+    return (
+        router_stats.participants,
+        router_stats.peer_connections,
+        router_stats.published_tracks,
+        router_stats.subscriptions,
+        router_stats.tasks,
+    ) == (0, 0, 0, 0, 0)
+
+
+@pytest.fixture
+async def meetings() -> AsyncIterator[Callable[..., Meeting]]:
+    """Makes meetings; afterwards closes them and checks that nothing was left behind."""
+    baseline = asyncio.all_tasks()
+    made: list[Meeting] = []
+
+    def make(**kwargs: Any) -> Meeting:
+        meeting = Meeting(**kwargs)
+        made.append(meeting)
+        return meeting
+
+    yield make
+    for meeting in made:
+        await meeting.close()
+        assert released(meeting.router.stats()), meeting.router.stats()
+
+    def leftovers() -> set[asyncio.Task[Any]]:
+        current = asyncio.current_task()
+        return {t for t in asyncio.all_tasks() - baseline if t is not current}
+
+    try:
+        await wait_for(lambda: not leftovers(), within=5)
+    except AssertionError:
+        raise AssertionError(f"tasks left behind: {leftovers()}") from None
+    assert [t.name for t in threading.enumerate() if "decoder" in t.name] == []
