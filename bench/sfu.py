@@ -1,0 +1,411 @@
+"""SFU benchmark: one publisher, N receivers, the router in its own process.
+
+    .venv/bin/python bench/sfu.py [--receivers 1 2 4 8 16 32] [--seconds 5]
+
+For each N a fresh SFU process starts (a Router behind a tiny aiohttp WebSocket signaling
+server on 127.0.0.1), so its CPU time and memory are its own. This process plays the
+clients: one publisher sending a VP8 640x360 30 fps clip of about 1 Mbit/s, encoded once
+before the runs and looped (so publishing costs next to nothing), plus Opus; then N
+receivers that all join at the same moment and count frames where they leave the jitter
+buffer, without decoding. All traffic stays on loopback; no STUN/TURN server is used.
+
+Printed per N: SFU CPU (% of one core) and RSS, the receivers' video frame rate (lowest
+and median), time from join to first video frame (median and max), PLIs the SFU sent,
+and this client process's CPU. The whole run is bounded by --timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+from aiohttp import web
+from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from bridge.media import MediaSettings, Router, aiortc_hooks
+from bridge.media.frames import EncodedFrame
+from bridge.media.passthrough import tap_encoded_frames
+from bridge.media.peer import (
+    close_peer_connection,
+    new_peer_connection,
+    set_local_description,
+)
+from bridge.media.synthetic import (
+    LoopedOpusTrack,
+    LoopedVideoTrack,
+    Vp8Clip,
+    encode_opus_loop,
+    encode_vp8_clip,
+)
+
+LOOPBACK = ("127.0.0.1",)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# The SFU process
+
+
+async def serve(port: int, ice_servers: list[str], gathering_timeout: float) -> None:
+    """Run one router behind a WebSocket per participant until stdin closes."""
+    settings = MediaSettings(
+        ice_servers=[RTCIceServer(url) for url in ice_servers],
+        host_addresses=LOOPBACK,
+        ice_gathering_timeout=gathering_timeout,
+    )
+    router = Router("bench", settings, on_event=lambda event: None)
+
+    async def participant(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        await ws.prepare(request)
+
+        async def send_offer(sdp: str) -> None:
+            await ws.send_json({"type": "offer", "sdp": sdp})
+
+        media = router.add_participant(request.match_info["id"], send_offer)
+        try:
+            async for message in ws:
+                data = json.loads(message.data)
+                if data["type"] == "publish":
+                    answer = await media.publish(data["sdp"], data["sources"])
+                    await ws.send_json({"type": "publish-answer", "sdp": answer})
+                elif data["type"] == "answer":
+                    await media.accept_answer(data["sdp"])
+        finally:
+            await media.close()
+        return ws
+
+    async def stats(request: web.Request) -> web.Response:
+        publisher = router.participant("publisher")
+        tracks = publisher.publisher.tracks if publisher is not None else ()
+        video_in = sum(t.frames for t in tracks if t.kind == "video")
+        return web.json_response({**dataclasses.asdict(router.stats()), "video_in": video_in})
+
+    app = web.Application()
+    app.router.add_get("/ws/{id}", participant)
+    app.router.add_get("/stats", stats)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    # The parent closes our stdin to stop us (and so does its death).
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await router.close()
+    await runner.cleanup()
+
+
+# The clients
+
+
+@dataclass
+class Receiver:
+    """A receiving participant that counts frames without decoding them."""
+
+    participant_id: str
+    joined: float = 0.0
+    first_video: float | None = None
+    video_frames: int = 0
+    audio_frames: int = 0
+    pc: RTCPeerConnection | None = None
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    task: asyncio.Task[None] | None = None
+    tapped: set[str] = field(default_factory=set)
+    got_video: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_video(self, frame: EncodedFrame) -> None:
+        if self.first_video is None:
+            self.first_video = time.monotonic()
+            self.got_video.set()
+        self.video_frames += 1
+
+    def on_audio(self, frame: EncodedFrame) -> None:
+        self.audio_frames += 1
+
+    async def run(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.joined = time.monotonic()
+        self.ws = await session.ws_connect(
+            f"{base}/ws/{self.participant_id}", max_msg_size=1 << 20
+        )
+        self.pc = new_peer_connection([])
+        async for message in self.ws:
+            data = json.loads(message.data)
+            if data["type"] == "offer":
+                await self.answer(data["sdp"])
+
+    async def answer(self, offer: str) -> None:
+        assert self.pc is not None and self.ws is not None
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid is not None and transceiver.mid not in self.tapped:
+                self.tapped.add(transceiver.mid)
+                count = self.on_video if transceiver.kind == "video" else self.on_audio
+                tap_encoded_frames(transceiver.receiver, count)
+        await set_local_description(self.pc, await self.pc.createAnswer(), LOOPBACK)
+        await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        if self.pc is not None:
+            await close_peer_connection(self.pc)
+
+
+class Publisher:
+    """Publishes the looped clip and an Opus loop."""
+
+    def __init__(self, clip: Vp8Clip, opus: tuple[bytes, ...]) -> None:
+        self.video = LoopedVideoTrack(clip)
+        self.audio = LoopedOpusTrack(opus)
+        self.pc = new_peer_connection([])
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def publish(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.ws = await session.ws_connect(f"{base}/ws/publisher", max_msg_size=1 << 20)
+        self.pc.addTransceiver(self.audio, direction="sendonly")
+        video = self.pc.addTransceiver(self.video, direction="sendonly")
+        aiortc_hooks.on_keyframe_request(video.sender, self.video.request_keyframe)
+        await set_local_description(self.pc, await self.pc.createOffer(), LOOPBACK)
+        sources = {"0": "microphone", "1": "camera"}
+        await self.ws.send_json(
+            {"type": "publish", "sdp": self.pc.localDescription.sdp, "sources": sources}
+        )
+        reply = await self.ws.receive_json()
+        await self.pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        await close_peer_connection(self.pc)
+
+
+# Measuring
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def process_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Result:
+    receivers: int
+    sfu_cpu: float
+    sfu_rss: float
+    fps_min: float
+    fps_median: float
+    join_median: float
+    join_max: float
+    missing: int
+    input_fps: float
+    plis: int
+    client_cpu: float
+
+
+async def start_sfu(args: argparse.Namespace) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    servers = [a for url in args.ice_server for a in ("--ice-server", url)]
+    servers += ["--gathering-timeout", str(args.gathering_timeout)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "serve",
+        "--port",
+        str(port),
+        *servers,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the SFU process did not start: {line!r}")
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def stop_sfu(process: asyncio.subprocess.Process) -> None:
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        await asyncio.wait_for(process.wait(), timeout=10)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+async def sfu_stats(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    async with session.get(f"{base}/stats") as response:
+        return dict(await response.json())
+
+
+async def run_round(
+    count: int, clip: Vp8Clip, opus: tuple[bytes, ...], args: argparse.Namespace
+) -> Result:
+    seconds, join_timeout = args.seconds, args.join_timeout
+    process, base = await start_sfu(args)
+    publisher = Publisher(clip, opus)
+    receivers = [Receiver(f"receiver{i}") for i in range(count)]
+    try:
+        async with aiohttp.ClientSession() as session:
+            await publisher.publish(session, base)
+            await asyncio.sleep(1)  # the publisher is connected and sending
+            for receiver in receivers:  # all join at the same moment
+                receiver.task = asyncio.ensure_future(receiver.run(session, base))
+            waits = [asyncio.ensure_future(r.got_video.wait()) for r in receivers]
+            await asyncio.wait(waits, timeout=join_timeout)
+            for wait in waits:
+                wait.cancel()
+            await asyncio.sleep(1)  # settle
+
+            frames_before = [r.video_frames for r in receivers]
+            input_before = (await sfu_stats(session, base))["video_in"]
+            sfu_before, own_before = process_cpu_seconds(process.pid), own_cpu_seconds()
+            started = time.monotonic()
+            await asyncio.sleep(seconds)
+            elapsed = time.monotonic() - started
+            sfu_cpu = (process_cpu_seconds(process.pid) - sfu_before) / elapsed * 100
+            client_cpu = (own_cpu_seconds() - own_before) / elapsed * 100
+            rates = [
+                (r.video_frames - b) / elapsed
+                for r, b in zip(receivers, frames_before, strict=True)
+            ]
+            stats = await sfu_stats(session, base)
+            if args.verbose:
+                print(f"N={count} SFU stats: {stats}", flush=True)
+            joins = [r.first_video - r.joined for r in receivers if r.first_video is not None]
+            result = Result(
+                receivers=count,
+                sfu_cpu=sfu_cpu,
+                sfu_rss=process_rss_mib(process.pid),
+                fps_min=min(rates),
+                fps_median=statistics.median(rates),
+                join_median=statistics.median(joins) if joins else float("nan"),
+                join_max=max(joins) if joins else float("nan"),
+                missing=count - len(joins),
+                input_fps=(stats["video_in"] - input_before) / elapsed,
+                plis=stats["keyframe_requests"],
+                client_cpu=client_cpu,
+            )
+            for receiver in receivers:
+                await receiver.close()
+            await publisher.close()
+    finally:
+        await stop_sfu(process)
+    return result
+
+
+def print_table(results: list[Result]) -> None:
+    print(
+        "| receivers | SFU CPU (% of a core) | SFU RSS (MiB) | SFU input fps "
+        "| receiver fps min / median | join to first frame median / max (ms) | PLIs sent "
+        "| client process CPU (%) |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        missing = f" ({r.missing} got none)" if r.missing else ""
+        print(
+            f"| {r.receivers} | {r.sfu_cpu:.0f} | {r.sfu_rss:.0f} | {r.input_fps:.1f} "
+            f"| {r.fps_min:.1f} / {r.fps_median:.1f} "
+            f"| {r.join_median * 1000:.0f} / {r.join_max * 1000:.0f}{missing} "
+            f"| {r.plis} | {r.client_cpu:.0f} |",
+            flush=True,
+        )
+
+
+async def bench(args: argparse.Namespace) -> None:
+    started = time.monotonic()
+    clip = encode_vp8_clip(640, 360, 30, 1_000_000, seconds=4)
+    opus = encode_opus_loop()
+    print(
+        f"clip: VP8 640x360 30 fps, {clip.bitrate / 1e6:.2f} Mbit/s over {len(clip.frames)} "
+        f"frames, encoded in {time.monotonic() - started:.1f} s; machine: {cpu_model()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    results = []
+    for count in args.receivers:
+        results.append(await run_round(count, clip, opus, args))
+        print_table(results[-1:]) if args.progress else None
+    print_table(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve"])
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--receivers", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring window per N")
+    parser.add_argument("--join-timeout", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=600.0, help="bound on the whole run")
+    parser.add_argument("--progress", action="store_true", help="print each row as it comes")
+    parser.add_argument("--verbose", action="store_true", help="print the router's counters")
+    parser.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        help="STUN/TURN URL for the SFU (default: none); a dead one, stun:127.0.0.1:9, "
+        "shows the gathering stall",
+    )
+    parser.add_argument(
+        "--gathering-timeout",
+        type=float,
+        default=MediaSettings.ice_gathering_timeout,
+        help="the SFU's ice_gathering_timeout; 5 is aioice's own wait",
+    )
+    args = parser.parse_args()
+    if args.mode == "serve":
+        asyncio.run(serve(args.port, args.ice_server, args.gathering_timeout))
+        return
+    try:
+        asyncio.run(asyncio.wait_for(bench(args), timeout=args.timeout))
+    except TimeoutError:
+        sys.exit(f"the benchmark did not finish within {args.timeout:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
