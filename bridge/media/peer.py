@@ -3,7 +3,7 @@ addresses, one bundled transport."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiortc import (
     RTCBundlePolicy,
@@ -25,6 +25,21 @@ def new_peer_connection(ice_servers: Sequence[RTCIceServer]) -> RTCPeerConnectio
     return RTCPeerConnection(
         RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
+
+
+def on_connection_lost(
+    pc: RTCPeerConnection, still_current: Callable[[], bool], lost: Callable[[], None]
+) -> None:
+    """Call ``lost`` when ``pc`` fails or closes while ``still_current()`` holds.
+
+    aiortc reports a vanished peer as "failed" or "closed" depending on which of its
+    transports notices first, so both mean the same here.
+    """
+
+    @pc.on("connectionstatechange")
+    def on_state() -> None:
+        if still_current() and pc.connectionState in ("failed", "closed"):
+            lost()
 
 
 async def set_local_description(

@@ -19,7 +19,12 @@ from .events import Kind, Source
 from .frames import EncodedFrame
 from .keyframes import KeyframeRequester
 from .passthrough import tap_encoded_frames
-from .peer import close_peer_connection, new_peer_connection, set_local_description
+from .peer import (
+    close_peer_connection,
+    new_peer_connection,
+    on_connection_lost,
+    set_local_description,
+)
 from .sdp_rules import SdpSection, check_publish_offer
 from .settings import MediaSettings
 from .subscription import Subscription
@@ -185,14 +190,11 @@ class Publisher:
     def _connection(self) -> RTCPeerConnection:
         if self._pc is None:
             pc = new_peer_connection(self._settings.ice_servers)
-
-            @pc.on("connectionstatechange")
-            def on_state() -> None:
-                if self._pc is pc and pc.connectionState in ("failed", "closed"):
-                    # aiortc reports a vanished peer as "failed" or "closed" depending
-                    # on which of its transports notices first: one reason for both.
-                    self._listener.connection_lost("connection lost")
-
+            on_connection_lost(
+                pc,
+                lambda: self._pc is pc,
+                lambda: self._listener.connection_lost("connection lost"),
+            )
             self._pc = pc
         return self._pc
 

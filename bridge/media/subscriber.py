@@ -14,7 +14,12 @@ from . import aiortc_hooks
 from .clock import Clock, Timer
 from .errors import MediaError
 from .passthrough import ForwardedTrack
-from .peer import close_peer_connection, new_peer_connection, set_local_description
+from .peer import (
+    close_peer_connection,
+    new_peer_connection,
+    on_connection_lost,
+    set_local_description,
+)
 from .publisher import PublishedTrack, Spawn
 from .sdp_rules import check_answer, codec_preferences
 from .settings import MediaSettings
@@ -147,14 +152,9 @@ class Subscriber:
     def _connection(self) -> RTCPeerConnection:
         if self._pc is None:
             pc = new_peer_connection(self._settings.ice_servers)
-
-            @pc.on("connectionstatechange")
-            def on_state() -> None:
-                if self._pc is pc and pc.connectionState in ("failed", "closed"):
-                    # aiortc reports a vanished peer as "failed" or "closed" depending
-                    # on which of its transports notices first: one reason for both.
-                    self._on_lost("connection lost")
-
+            on_connection_lost(
+                pc, lambda: self._pc is pc, lambda: self._on_lost("connection lost")
+            )
             self._pc = pc
         return self._pc
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiortc import RTCPeerConnection, RTCSessionDescription, sdp
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bridge.media import aiortc_hooks
 from bridge.media.frames import EncodedFrame
-from bridge.media.passthrough import tap_encoded_frames
 from bridge.media.peer import close_peer_connection, new_peer_connection, set_local_description
 from bridge.media.synthetic import SyntheticVideoTrack, ToneTrack
+from tests.media.helpers import LOOPBACK, answer_offer
 
-LOOPBACK = ("127.0.0.1",)
 JSON = dict[str, Any]
 
 
@@ -95,21 +95,12 @@ class SignalingClient:
     async def _answer(self, offer_sdp: str) -> None:
         if self.receive_pc is None:
             self.receive_pc = new_peer_connection([])
-        pc = self.receive_pc
-        for media in sdp.SessionDescription.parse(offer_sdp).media:
-            if media.msid:
-                stream_id, track_id = media.msid.split()
-                self.msids[str(media.rtp.muxId)] = (stream_id, track_id)
-        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        for transceiver in pc.getTransceivers():
-            mid = transceiver.mid
-            if mid is not None and mid not in self._tapped:
-                self._tapped.add(mid)
-                tap_encoded_frames(transceiver.receiver, self._recorder(mid))
-        await set_local_description(pc, await pc.createAnswer(), LOOPBACK)
-        await self.send({"type": "answer", "sdp": pc.localDescription.sdp})
+        answer = await answer_offer(
+            self.receive_pc, offer_sdp, self.msids, self._tapped, self._recorder
+        )
+        await self.send({"type": "answer", "sdp": answer})
 
-    def _recorder(self, mid: str) -> Any:
+    def _recorder(self, mid: str) -> Callable[[EncodedFrame], None]:
         def record(frame: EncodedFrame) -> None:
             self.received.setdefault(self.msids[mid], []).append(frame)
 

@@ -98,6 +98,30 @@ class FakeClock:
         self.time = end
 
 
+async def answer_offer(
+    pc: RTCPeerConnection,
+    offer_sdp: str,
+    msids: dict[str, tuple[str, str]],
+    tapped: set[str],
+    recorder: Callable[[str], Callable[[EncodedFrame], None]],
+) -> str:
+    """Answer a server offer on a receive connection as a browser would: note each
+    section's msid (whose track, which source), tap new receivers' encoded frames with
+    ``recorder(mid)``, and return the answer SDP."""
+    for media in sdp.SessionDescription.parse(offer_sdp).media:
+        if media.msid:
+            stream_id, track_id = media.msid.split()
+            msids[str(media.rtp.muxId)] = (stream_id, track_id)
+    await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+    for transceiver in pc.getTransceivers():
+        mid = transceiver.mid
+        if mid is not None and mid not in tapped:
+            tapped.add(mid)
+            tap_encoded_frames(transceiver.receiver, recorder(mid))
+    await set_local_description(pc, await pc.createAnswer(), LOOPBACK)
+    return str(pc.localDescription.sdp)
+
+
 class Client:
     """A participant's client: a publish connection and a receive connection, in aiortc.
 
@@ -202,20 +226,10 @@ class Client:
         offer_sdp = offer_sdp or self.offers[-1]
         if self.receive_pc is None:
             self.receive_pc = new_peer_connection([])
-        pc = self.receive_pc
-        description = sdp.SessionDescription.parse(offer_sdp)
-        for media in description.media:
-            if media.msid:
-                stream_id, track_id = media.msid.split()
-                self.msids[str(media.rtp.muxId)] = (stream_id, track_id)
-        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        for transceiver in pc.getTransceivers():
-            mid = transceiver.mid
-            if mid is not None and mid not in self._tapped:
-                self._tapped.add(mid)
-                tap_encoded_frames(transceiver.receiver, self._recorder(mid))
-        await set_local_description(pc, await pc.createAnswer(), LOOPBACK)
-        await self.media.accept_answer(pc.localDescription.sdp)
+        answer = await answer_offer(
+            self.receive_pc, offer_sdp, self.msids, self._tapped, self._recorder
+        )
+        await self.media.accept_answer(answer)
 
     def _recorder(self, mid: str) -> Callable[[EncodedFrame], None]:
         def record(frame: EncodedFrame) -> None:

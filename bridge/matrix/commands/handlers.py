@@ -113,12 +113,19 @@ def summary_text(summary: MeetingSummary) -> tuple[str, str]:
     )
 
 
-async def cmd_status(evt: CommandEvent) -> None:
+async def _live_meeting(evt: CommandEvent) -> Meeting | None:
+    """The room's live meeting, or None after telling the sender how to start one."""
     meeting = evt.bridge.meetings.live_in_room(evt.room_id)
     if meeting is None:
         await evt.reply(
             f"No meeting is live in this room. Start one with {evt.example('start [title]')}."
         )
+    return meeting
+
+
+async def cmd_status(evt: CommandEvent) -> None:
+    meeting = await _live_meeting(evt)
+    if meeting is None:
         return
     await evt.reply(*status_text(evt, meeting))
 
@@ -170,11 +177,8 @@ async def cmd_invite(evt: CommandEvent) -> None:
 
 
 async def cmd_link(evt: CommandEvent) -> None:
-    meeting = evt.bridge.meetings.live_in_room(evt.room_id)
+    meeting = await _live_meeting(evt)
     if meeting is None:
-        await evt.reply(
-            f"No meeting is live in this room. Start one with {evt.example('start [title]')}."
-        )
         return
     bridge = evt.bridge
     now_s = bridge.clock.now_ms() // 1000
