@@ -1,8 +1,9 @@
 """Personal meeting links: signed, expiring, for one user and one meeting.
 
 A link token is ``<payload>.<signature>``, both base64url: the payload is JSON
-``{"m": meeting_id, "u": user_id, "e": expiry (unix seconds), "n": nonce}``, the
-signature an HMAC-SHA256 of the payload under ``web.link_secret``.
+``{"m": meeting_id, "u": user_id, "e": expiry (unix seconds), "n": nonce, "d": display
+name (optional; prefills the page)}``, the signature an HMAC-SHA256 of the payload under
+``web.link_secret``. The payload is readable by its holder, so it holds nothing secret.
 """
 
 from __future__ import annotations
@@ -53,16 +54,19 @@ class LinkSigner:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()
 
-    def make(self, meeting_id: str, user_id: str, now_s: int) -> str:
-        payload = json.dumps(
-            {
-                "m": meeting_id,
-                "u": user_id,
-                "e": now_s + self.lifetime_s,
-                "n": secrets.token_hex(4),
-            },
-            separators=(",", ":"),
-        ).encode("utf-8")
+    def make(
+        self, meeting_id: str, user_id: str, now_s: int, display_name: str | None = None
+    ) -> str:
+        """A token for the user; ``display_name`` only prefills the page's name field."""
+        data: dict[str, object] = {
+            "m": meeting_id,
+            "u": user_id,
+            "e": now_s + self.lifetime_s,
+            "n": secrets.token_hex(4),
+        }
+        if display_name:
+            data["d"] = display_name[:100]
+        payload = json.dumps(data, separators=(",", ":")).encode("utf-8")
         return f"{_b64encode(payload)}.{_b64encode(self._sign(payload))}"
 
     def check(self, token: str, meeting_id: str, now_s: int) -> LinkGrant:

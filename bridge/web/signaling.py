@@ -203,7 +203,9 @@ class Session:
         )
         assert role is not None
         name, avatar = profile
-        display_name = name or join.display_name or user_id.split(":", 1)[0].lstrip("@")
+        # The name typed on the pre-join screen (prefilled with the Matrix one) is this
+        # meeting's name; the user id travels with it, so nobody can pass as another.
+        display_name = join.display_name or name or user_id.split(":", 1)[0].lstrip("@")
         live = self.bridge.web.live.get_or_create(meeting)
         live.reserve(self.participant_id)
         self.meeting, self.live = meeting, live

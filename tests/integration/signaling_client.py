@@ -67,9 +67,12 @@ class SignalingClient:
                 if message.get("type") == "_closed":
                     raise ConnectionError(f"socket closed while waiting for {kind}")
 
-    async def join(self, auth: JSON, within: float = 15) -> JSON:
+    async def join(self, auth: JSON, within: float = 15, display_name: str | None = None) -> JSON:
         await self.connect()
-        await self.send({"type": "join", "version": 1, "auth": auth})
+        message: JSON = {"type": "join", "version": 1, "auth": auth}
+        if display_name is not None:
+            message["display_name"] = display_name
+        await self.send(message)
         async with asyncio.timeout(within):
             while True:
                 message = await self.inbox.get()

@@ -38,9 +38,10 @@ class Meet:
         self.clients.append(client)
         return client
 
-    async def joined(self, user: str) -> tuple[SignalingClient, JSON]:
+    async def joined(self, user: str, name: str | None = None) -> tuple[SignalingClient, JSON]:
         client = self.client()
-        reply = await client.join({"kind": "link", "token": self.link(self.users[user].user_id)})
+        auth = {"kind": "link", "token": self.link(self.users[user].user_id)}
+        reply = await client.join(auth, display_name=name)
         assert reply["type"] == "joined", reply
         return client, reply
 
@@ -66,12 +67,15 @@ async def meet(stack: Stack) -> AsyncIterator[Meet]:
 async def test_two_participants_exchange_media_unchanged(meet: Meet) -> None:
     alice, joined_a = await meet.joined("alice")
     assert joined_a["role"] == "moderator" and joined_a["participants"] == []
+    assert joined_a["display_name"] == "alice"  # the Matrix display name
     assert joined_a["ice_servers"] == []  # nothing public is suggested
-    bob, joined_b = await meet.joined("bob")
+    bob, joined_b = await meet.joined("bob", name="  Bob   from Finance ")
     assert joined_b["role"] == "participant"
     assert [p["user_id"] for p in joined_b["participants"]] == [meet.users["alice"].user_id]
     arrived = await alice.expect("participant_joined")
     assert arrived["participant"]["participant_id"] == joined_b["participant_id"]
+    assert arrived["participant"]["display_name"] == "Bob from Finance"
+    assert arrived["participant"]["user_id"] == meet.users["bob"].user_id
 
     await alice.publish()
     await bob.publish()

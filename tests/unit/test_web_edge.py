@@ -60,6 +60,15 @@ def test_links_round_trip_and_refusals() -> None:
             signer.check(bad, "meet1", NOW)
 
 
+def test_link_carries_the_display_name_for_the_page_only() -> None:
+    signer = LinkSigner("a-secret-of-enough-length", lifetime_s=3600)
+    token = signer.make("meet1", "@alice:agency.test", NOW, "Alice Martin")
+    payload = token.split(".")[0]
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert data["d"] == "Alice Martin"
+    assert signer.check(token, "meet1", NOW).user_id == "@alice:agency.test"
+
+
 def test_parse_messages() -> None:
     join = parse_message(
         json.dumps(

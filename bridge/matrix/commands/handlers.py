@@ -182,7 +182,9 @@ async def cmd_link(evt: CommandEvent) -> None:
         return
     bridge = evt.bridge
     now_s = bridge.clock.now_ms() // 1000
-    token = bridge.web.links.make(meeting.id, evt.sender, now_s)
+    member = await bridge.state_store.get_member(evt.room_id, evt.sender)
+    name = member.displayname if member is not None else None
+    token = bridge.web.links.make(meeting.id, evt.sender, now_s, name)
     url = f"{bridge.matrix.meeting_room.join_url(meeting)}#token={token}"
     until = datetime.fromtimestamp(now_s + bridge.web.links.lifetime_s, UTC)
     text = (

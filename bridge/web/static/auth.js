@@ -29,6 +29,19 @@ export class LinkAuth {
   async credentials() {
     return { kind: "link", token: this.token };
   }
+
+  /** The Matrix display name the bot put in the link (signed, not secret), or "". */
+  suggestedName() {
+    try {
+      const part = this.token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
+      const padded = part + "===".slice((part.length + 3) % 4);
+      const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+      const payload = JSON.parse(new TextDecoder().decode(bytes));
+      return typeof payload.d === "string" ? payload.d : "";
+    } catch {
+      return "";
+    }
+  }
 }
 
 /** Inside Element: OpenID tokens from the widget API, renewed before they expire. */

@@ -83,7 +83,10 @@ async function prejoinThenJoin(info) {
     media,
     auth,
     title: info.title || "",
-    suggestedName: query.get("widget") === "1" ? query.get("displayName") ?? "" : "",
+    suggestedName:
+      query.get("widget") === "1"
+        ? query.get("displayName") ?? ""
+        : auth?.suggestedName?.() ?? "",
   });
   showScreen("prejoin");
   document.title = `${info.title || "Meeting"} · Visio`;

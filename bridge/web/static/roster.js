@@ -10,6 +10,13 @@ function item(participant, you) {
   name.textContent = (participant.display_name || participant.user_id || "Someone") + (you ? " (you)" : "");
   name.title = participant.user_id || "";
   li.append(name);
+  if (participant.user_id && participant.user_id !== participant.display_name) {
+    // The Matrix id beside the chosen name: nobody can pass as someone else.
+    const id = document.createElement("span");
+    id.className = "person-id";
+    id.textContent = participant.user_id;
+    li.append(id);
+  }
   const badges = [];
   if (participant.role === "moderator") badges.push([null, "moderator"]);
   if (participant.hand_raised) badges.push(["hand", "hand raised"]);
