@@ -68,6 +68,21 @@ class BridgeAppService(AppService):
             return False
         return all(hmac.compare_digest(token.encode(), self.hs_token.encode()) for token in tokens)
 
+    async def _http_query_user(self, request: web.Request) -> web.Response:
+        if not self._check_token(request):
+            raise _forbidden()
+        return await super()._http_query_user(request)
+
+    async def _http_query_alias(self, request: web.Request) -> web.Response:
+        if not self._check_token(request):
+            raise _forbidden()
+        return await super()._http_query_alias(request)
+
+    async def _http_ping(self, request: web.Request) -> web.Response:
+        if not self._check_token(request):
+            raise _forbidden()
+        return await super()._http_ping(request)
+
     async def _http_handle_transaction(self, request: web.Request) -> web.Response:
         if not self._check_token(request):
             self.log.warning("Refused a transaction with a wrong hs_token from %s", request.remote)

@@ -126,6 +126,27 @@ async def test_wrong_token_is_forbidden_and_has_no_effect(
     assert ok.status == 200 and client.received == ["$x"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/_matrix/app/v1/users/@visio_x:agency.test"),
+        ("GET", "/_matrix/app/v1/rooms/%23alias:agency.test"),
+        ("POST", "/_matrix/app/v1/ping"),
+    ],
+)
+async def test_other_endpoints_also_forbid_a_wrong_token(
+    make_client: Any, method: str, path: str
+) -> None:
+    client = await make_client()
+    response = await client.request(
+        method, path, json={}, headers={"Authorization": "Bearer wrong"}
+    )
+    assert response.status == 403
+    assert (await response.json())["errcode"] == "M_FORBIDDEN"
+    ok = await client.request(method, path, json={}, headers=BEARER)
+    assert ok.status in (200, 404)
+
+
 async def test_legacy_query_token_alone_is_accepted(make_client: Any) -> None:
     client = await make_client()
     response = await client.put(
