@@ -491,6 +491,35 @@ class MatrixUser:
             json_body={"displayname": display_name},
         )
 
+    async def upload(self, data: bytes, content_type: str, filename: str = "file") -> str:
+        """Upload media; returns its ``mxc://`` URI."""
+        async with self.session.post(
+            f"{self.homeserver_url}/_matrix/media/v3/upload",
+            params={"filename": filename},
+            data=data,
+            headers={
+                "Content-Type": content_type,
+                "Authorization": f"Bearer {self.access_token}",
+            },
+        ) as response:
+            body = await response.json(content_type=None)
+            if response.status != 200:
+                raise MatrixRequestError(
+                    response.status,
+                    body.get("errcode"),
+                    str(body.get("error", "")),
+                    "POST",
+                    str(response.url),
+                )
+        return str(body["content_uri"])
+
+    async def set_avatar_url(self, mxc: str) -> None:
+        await self.request(
+            "PUT",
+            f"/_matrix/client/v3/profile/{_path_segment(self.user_id)}/avatar_url",
+            json_body={"avatar_url": mxc},
+        )
+
     async def request_openid_token(self) -> JSON:
         """Get ``{access_token, token_type, matrix_server_name, expires_in}``."""
         result: JSON = await self.request(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from ..config import is_valid_server_name
 from ..federation.openid import OpenIDVerifier
 from ..meeting.meeting import Meeting
 from .links import LinkSigner
@@ -35,6 +36,9 @@ _PAGE_HEADERS = {
 log = logging.getLogger("visio.web")
 
 _MEETING_ID = re.compile(r"^[a-z0-9]{1,64}$")
+_MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_AVATAR_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+MAX_AVATAR_BYTES = 512 * 1024
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -62,6 +66,7 @@ class WebServer:
         self.app.router.add_get("/meet/{meeting_id}", self.meeting_page)
         self.app.router.add_get("/meet/{meeting_id}/info", self.meeting_info)
         self.app.router.add_get("/meet/{meeting_id}/ws", self.signaling)
+        self.app.router.add_get("/avatar/{server}/{media_id}", self.avatar)
         self.app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
         self.runner: web.AppRunner | None = None
         self.links = LinkSigner(config["web.link_secret"], config["web.link_lifetime"])
@@ -156,6 +161,45 @@ class WebServer:
             return web.Response(status=404, content_type="text/html", text=_not_found_page())
         return web.FileResponse(
             STATIC / "meeting.html", headers={"Cache-Control": "no-store", **_PAGE_HEADERS}
+        )
+
+    async def avatar(self, request: web.Request) -> web.Response:
+        """A participant's Matrix avatar (``mxc://server/media_id``) as a small thumbnail,
+        fetched through the bridge's homeserver (authenticated media), only from servers
+        whose users may join meetings here."""
+        server, media_id = request.match_info["server"], request.match_info["media_id"]
+        config = self.bridge.config
+        if (
+            not is_valid_server_name(server)
+            or server not in config.allowed_servers()
+            or not _MEDIA_ID.match(media_id)
+            or self._http is None
+        ):
+            raise web.HTTPNotFound()
+        base = str(config["homeserver.address"]).rstrip("/")
+        url = f"{base}/_matrix/client/v1/media/thumbnail/{server}/{media_id}"
+        params = {"width": "96", "height": "96", "method": "crop"}
+        headers = {"Authorization": f"Bearer {config['appservice.as_token']}"}
+        try:
+            async with (
+                asyncio.timeout(10),
+                self._http.get(url, params=params, headers=headers) as response,
+            ):
+                kind = response.content_type
+                if response.status != 200 or kind not in _AVATAR_TYPES:
+                    raise web.HTTPNotFound()
+                body = await response.content.read(MAX_AVATAR_BYTES + 1)
+        except (aiohttp.ClientError, TimeoutError):
+            raise web.HTTPNotFound() from None
+        if len(body) > MAX_AVATAR_BYTES:
+            raise web.HTTPNotFound()
+        return web.Response(
+            body=body,
+            content_type=kind,
+            headers={
+                "Cache-Control": "private, max-age=3600",
+                "Content-Security-Policy": "default-src 'none'",
+            },
         )
 
     async def signaling(self, request: web.Request) -> web.StreamResponse:

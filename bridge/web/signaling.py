@@ -226,6 +226,7 @@ class Session:
                 "participant_id": self.participant_id,
                 "user_id": user_id,
                 "display_name": display_name,
+                "avatar_url": avatar,
                 "role": role.name.lower(),
                 "meeting": {
                     "meeting_id": meeting.id,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,27 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15) -
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110 - polls another process, no event to await
             await asyncio.sleep(0.05)
+
+
+def png_image(size: int = 64) -> bytes:
+    """A small solid-colour PNG, made here so the test needs no image files."""
+    raw = b"".join(b"\x00" + b"\x20\x60\xc0" * size for _ in range(size))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @dataclass

@@ -29,7 +29,7 @@ from tests.integration.browser import (
     wait_for_state,
     wait_for_tiles,
 )
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, png_image
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +164,19 @@ async def test_grids_follow_a_third_person_joining_and_leaving(meet: Meet) -> No
     alice = await meet.join("alice")
     bob = await meet.join("bob")
     alice_id, bob_id = await participant_id(alice), await participant_id(bob)
-    # Carol refuses her camera and microphone, and joins to watch and listen.
+    # Carol has a Matrix avatar, refuses her camera and microphone, and joins to watch
+    # and listen: the others see her avatar in her tile.
+    mxc = await meet.users["carol"].upload(png_image(), "image/png", "carol.png")
+    await meet.users["carol"].set_avatar_url(mxc)
+    await meet.users["carol"].wait_for_event(
+        meet.room_id,
+        lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == meet.users["carol"].user_id
+            and e["content"].get("avatar_url") == mxc
+        ),
+        anywhere=True,
+    )
     carol = await meet.join("carol", deny_media=True)
     carol_id = await participant_id(carol)
     problem = await carol.page.locator("#media-problem").inner_text()
@@ -174,6 +186,13 @@ async def test_grids_follow_a_third_person_joining_and_leaving(meet: Meet) -> No
         await wait_for_tiles(person.page, 3)
         carol_tile = person.page.locator(f'.tile[data-participant-id="{carol_id}"]')
         assert "no-video" in str(await carol_tile.get_attribute("class"))
+        avatar = carol_tile.locator(".avatar img")
+        await avatar.wait_for(state="visible", timeout=10_000)
+        await person.page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0",
+            arg=await avatar.element_handle(),
+            timeout=10_000,
+        )
     names = await alice.page.locator("#people-list li").all_inner_texts()
     assert len(names) == 3
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bridge.meeting.meeting import Meeting
-from tests.integration.conftest import Stack, eventually
+from tests.integration.conftest import Stack, eventually, png_image
 from tests.integration.signaling_client import SignalingClient
 
 JSON = dict[str, Any]
@@ -283,3 +284,38 @@ async def test_crash_and_meeting_end_release_everything(meet: Meet) -> None:
     # A link to the ended meeting now gets a clear refusal.
     reply = await meet.client().join({"kind": "link", "token": meet.link(owner.user_id)})
     assert reply["code"] == "meeting_ended"
+
+
+async def test_avatars_come_from_matrix_through_the_bridge(meet: Meet) -> None:
+    alice = meet.users["alice"]
+    mxc = await alice.upload(png_image(), "image/png", "avatar.png")
+    await alice.set_avatar_url(mxc)
+    # Synapse copies the profile into the room's member event a moment later.
+    await alice.wait_for_event(
+        meet.room_id,
+        lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == alice.user_id
+            and e["content"].get("avatar_url") == mxc
+        ),
+        anywhere=True,
+    )
+    _, joined = await meet.joined("alice")
+    assert joined["avatar_url"] == mxc
+    server, media_id = mxc.removeprefix("mxc://").split("/")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{meet.base_url}/avatar/{server}/{media_id}") as response:
+            assert response.status == 200
+            assert response.content_type in ("image/png", "image/jpeg")
+            assert (await response.read())[:4] in (
+                b"\x89PNG",
+                b"\xff\xd8\xff\xe0",
+                b"\xff\xd8\xff\xe1",
+            )
+        for path in (
+            f"/avatar/elsewhere.test/{media_id}",  # not a server whose users may join
+            f"/avatar/{server}/no-such-media",
+            f"/avatar/{server}/..%2Fetc",
+        ):
+            async with http.get(meet.base_url + path) as response:
+                assert response.status == 404, path

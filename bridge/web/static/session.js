@@ -96,7 +96,7 @@ export class Session {
       participant_id: message.participant_id,
       user_id: message.user_id,
       display_name: message.display_name,
-      avatar_url: null,
+      avatar_url: message.avatar_url ?? null,
       role: message.role,
       audio_muted: !this.micOn(),
       video_muted: !this.cameraOn(),

@@ -55,11 +55,30 @@ class Tile {
 
   describe(participant, label) {
     this.name.textContent = label;
-    this.avatar.textContent = initials(participant.display_name || participant.user_id);
+    this.showAvatar(participant);
     this.hand.hidden = !participant.hand_raised;
     this.micOff.hidden = !participant.audio_muted;
     this.videoOff = Boolean(participant.video_muted);
     this.refreshVideo();
+  }
+
+  /** The Matrix avatar (through the bridge, /avatar/<server>/<media id>), else initials. */
+  showAvatar(participant) {
+    const letters = initials(participant.display_name || participant.user_id);
+    const match = /^mxc:\/\/([^/]+)\/([A-Za-z0-9_-]+)$/.exec(participant.avatar_url || "");
+    if (!match) {
+      this.avatar.textContent = letters;
+      return;
+    }
+    const src = `/avatar/${encodeURIComponent(match[1])}/${encodeURIComponent(match[2])}`;
+    if (this.avatar.firstElementChild?.getAttribute("src") === src) return;
+    const img = document.createElement("img");
+    img.alt = "";
+    img.src = src;
+    img.addEventListener("error", () => {
+      this.avatar.textContent = letters;
+    });
+    this.avatar.replaceChildren(img);
   }
 
   setVideo(track) {
