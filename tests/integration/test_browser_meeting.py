@@ -290,3 +290,38 @@ async def test_pages_reconnect_after_a_restart_and_stop_when_replaced_or_ended(
         await wait_for_state(person.page, "ended")
         assert await person.page.evaluate("() => window.visio.endReason") == "meeting_ended"
         assert await person.page.locator("#notice-title").inner_text() == "The meeting has ended"
+
+
+async def test_the_meeting_works_from_the_keyboard_with_named_controls(meet: Meet) -> None:
+    """Someone who uses the keyboard and a screen reader: every control has a name,
+    toggles say their state, and Tab/Enter join and raise a hand."""
+    alice = await meet.browser_for()
+    page = alice.page
+    await page.goto(await meet.personal_link("alice"))
+    join = page.get_by_role("button", name="Join", exact=True)
+    await page.wait_for_function("() => !document.getElementById('join-button').disabled")
+    for _ in range(30):  # Tab through the pre-join screen until Join has the focus
+        if await join.evaluate("button => button === document.activeElement"):
+            break
+        await page.keyboard.press("Tab")
+    else:
+        pytest.fail("Join cannot be reached with Tab")
+    await page.keyboard.press("Enter")
+    await wait_for_state(page, "joined")
+
+    for name in ("Microphone", "Camera", "Share screen", "Raise hand", "Leave"):
+        control = page.locator("nav.controls").get_by_role("button", name=name)
+        assert await control.count() == 1, name
+    hand = page.locator("#control-hand")
+    assert await hand.get_attribute("aria-pressed") == "false"
+    await hand.focus()
+    await page.keyboard.press("Enter")
+    await page.wait_for_function(
+        "() => document.getElementById('control-hand').getAttribute('aria-pressed') === 'true'"
+    )
+    # Joins and leaves are announced to screen readers.
+    bob = await meet.join("bob")
+    await page.wait_for_function(
+        "() => /bob/.test(document.getElementById('announce-polite').textContent)"
+    )
+    await bob.page.locator("#control-leave").click()
