@@ -6,6 +6,7 @@ from here, so two bridges (two agencies) can run in one process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
@@ -43,6 +44,8 @@ EXIT_DATABASE = 13
 EXIT_HOMESERVER_UNREACHABLE = 14
 EXIT_TOKEN_REJECTED = 15
 EXIT_LISTEN = 16
+
+PRUNE_INTERVAL_S = 24 * 3600
 
 
 class Bridge:
@@ -84,6 +87,7 @@ class Bridge:
         self.matrix = MatrixHandler(self)
         self.web = WebServer(self)
         self._started = False
+        self._pruner: asyncio.Task[None] | None = None
 
     @property
     def bot(self) -> IntentAPI:
@@ -92,6 +96,8 @@ class Bridge:
     async def start(self) -> None:
         """Start everything, or raise StartupError with one sentence saying why not."""
         await self._start_database()
+        await self.storage.transactions.prune(self.clock.now_ms())
+        self._pruner = asyncio.create_task(self._prune_daily(), name="prune-transactions")
         await self.meetings.load()
         await self._start_listeners()
         self._started = True
@@ -161,6 +167,16 @@ class Bridge:
                 EXIT_TOKEN_REJECTED,
             ) from e
 
+    async def _prune_daily(self) -> None:
+        """Forget handled transaction ids older than the retention (the homeserver
+        retries for minutes, not days), so the table stays small."""
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+            try:
+                await self.storage.transactions.prune(self.clock.now_ms())
+            except Exception:
+                log.exception("Pruning handled transactions failed")
+
     async def ping_homeserver(self) -> None:
         """Ask the homeserver to ping us, which also ends its back-off towards us."""
         try:
@@ -177,6 +193,8 @@ class Bridge:
         """Stop everything this bridge started; safe to call after a failed start."""
         self.az.ready = False
         self.az.closing = True
+        if self._pruner is not None:
+            self._pruner.cancel()
         # Web first: sessions that close still update their rooms' state through the
         # room queues, which drain next, while the appservice and database are up.
         await self.web.stop()
