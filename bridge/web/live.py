@@ -159,7 +159,7 @@ class LiveMeeting:
                     event.reason,
                 )
                 self.bridge.web.spawn(
-                    session.close(None, f"Media connection lost: {event.reason}")
+                    session.close("reconnect", f"Media connection lost: {event.reason}")
                 )
 
     async def close(self, code: str | None, message: str | None) -> None:
@@ -205,7 +205,7 @@ class LiveMeetings:
 
     async def close(self) -> None:
         for live in list(self._live.values()):
-            await live.close(None, "The meeting server is restarting.")
+            await live.close("reconnect", "The meeting server is restarting.")
         self._live.clear()
 
     def stats(self) -> dict[str, Any]:

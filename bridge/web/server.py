@@ -105,7 +105,7 @@ class WebServer:
     async def stop(self) -> None:
         await self.live.close()
         for session in list(self.sessions):
-            await session.close(None, "The meeting server is restarting.")
+            await session.close("reconnect", "The meeting server is restarting.")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.runner is not None:

@@ -319,3 +319,14 @@ async def test_avatars_come_from_matrix_through_the_bridge(meet: Meet) -> None:
         ):
             async with http.get(meet.base_url + path) as response:
                 assert response.status == 404, path
+
+
+async def test_a_restarting_bridge_tells_participants_to_reconnect(meet: Meet) -> None:
+    alice, _ = await meet.joined("alice")
+    await meet.stack.stop_bridge()
+    notice = await alice.expect("error")
+    assert notice["code"] == "reconnect" and "restarting" in notice["message"]
+    await meet.stack.start_bridge()
+    # The meeting and the link secret survived the restart: a link joins again.
+    _, joined = await meet.joined("alice")
+    assert joined["meeting"]["meeting_id"] == meet.meeting.id

@@ -157,6 +157,9 @@ export class Session {
     const words = typeof message.message === "string" ? message.message : "";
     if (FINAL_ERRORS.has(code)) {
       this.end(code, words);
+    } else if (code === "reconnect") {
+      // The server ends this session but the meeting goes on: join again.
+      this.drop(words || "the server asked to reconnect");
     } else if (message.in_reply_to === "publish") {
       this.publish?.refuse(words || "refused by the server");
     } else if (this.state !== "joined") {
