@@ -22,11 +22,14 @@ import secrets
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
 from ruamel.yaml import YAML
 
+from ..config import load_config
+from ..web.links import LinkSigner
 from .synapse import LocalSynapse, MatrixUser
 
 STATE = ROOT / ".demo"
@@ -178,7 +181,8 @@ async def run(config: Path, registration: Path, hs_port: int, web_port: int) -> 
         async with account.client() as user:
             room_id = await demo_room(user, "@visio:localhost")
             meeting = await started_meeting(user, room_id)
-        print_welcome(homeserver.url, account.user_id, password, room_id, meeting, log)
+        link = personal_link(config, str(meeting["join_url"]), str(meeting["meeting_id"]))
+        print_welcome(homeserver.url, account.user_id, password, room_id, link, log)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -202,12 +206,20 @@ async def run(config: Path, registration: Path, hs_port: int, web_port: int) -> 
     print("Everything stopped.")
 
 
+def personal_link(config_path: Path, join_url: str, meeting_id: str) -> str:
+    """The demo user's personal link, as `!visio link` would send it."""
+    config = load_config(str(config_path), update=False)
+    signer = LinkSigner(config["web.link_secret"], config["web.link_lifetime"])
+    token = signer.make(meeting_id, f"@{DEMO_USER}:localhost", int(time.time()), DEMO_USER)
+    return f"{join_url}#token={token}"
+
+
 def print_welcome(
     hs_url: str,
     user_id: str,
     password: str,
     room_id: str,
-    meeting: dict[str, object],
+    link: str,
     log: Path,
 ) -> None:
     print(
@@ -217,11 +229,14 @@ Visio Bridge is running on this machine.
   Homeserver:    {hs_url}   (server name: localhost)
   Sign in as:    {user_id}   password: {password}
   Demo room:     {room_id}
-  Meeting page:  {meeting["join_url"]}
 
-With Element (Web or Desktop): choose "Edit" next to the homeserver, enter
+Join the meeting in a browser as {user_id} (a personal link, valid for a day):
+  {link}
+
+Or with Element (Web or Desktop): choose "Edit" next to the homeserver, enter
 {hs_url}, sign in as above and open the room "Visio demo": the meeting is the
-widget pinned above the timeline. In any room with the bot, type !visio help.
+widget pinned above the timeline. In any room with the bot, type !visio help
+(!visio link sends anyone in the room their own link).
 
 Bridge log: {log}
 Press Ctrl-C to stop everything.
