@@ -30,7 +30,7 @@ from ruamel.yaml import YAML
 
 from ..config import load_config
 from ..web.links import LinkSigner
-from .synapse import LocalSynapse, MatrixUser
+from .synapse import LocalSynapse, MatrixUser, member_event
 
 STATE = ROOT / ".demo"
 DEMO_USER = "demo"
@@ -104,11 +104,7 @@ async def demo_room(user: MatrixUser, bot: str) -> str:
     await user.invite(room_id, bot)
     await user.wait_for_event(
         room_id,
-        lambda e: (
-            e.get("type") == "m.room.member"
-            and e.get("state_key") == bot
-            and e["content"].get("membership") == "join"
-        ),
+        member_event(bot, membership="join"),
         timeout=30,
     )
     path.write_text(room_id)

@@ -68,6 +68,21 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 EventPredicate = Callable[[JSON], bool]
 
+
+def member_event(user_id: str, **content: Any) -> EventPredicate:
+    """Matches the ``m.room.member`` event of ``user_id`` whose content has these values,
+    e.g. ``member_event(bot, membership="join")``."""
+
+    def matches(event: JSON) -> bool:
+        return (
+            event.get("type") == "m.room.member"
+            and event.get("state_key") == user_id
+            and all(event.get("content", {}).get(key) == value for key, value in content.items())
+        )
+
+    return matches
+
+
 #: Every IPv4 address except 127.0.0.0/8, plus all of IPv6. Synapse always adds 0.0.0.0
 #: and ::. Synapse checks IP-literal server names against this list without consulting
 #: ``ip_range_whitelist``, so the loopback range must be left out, not allowed back in.

@@ -17,6 +17,7 @@ import aiohttp
 from yarl import URL
 
 from ..config import is_valid_server_name, server_of
+from ..refusal import Refusal
 
 log = logging.getLogger("visio.federation.openid")
 
@@ -25,12 +26,8 @@ _USERINFO = "/_matrix/federation/v1/openid/userinfo"
 TIMEOUT_S = 10
 
 
-class OpenIDError(Exception):
-    """A sign-in that failed; ``code`` is the signaling error code, the message plain words."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class OpenIDError(Refusal):
+    """A sign-in that failed."""
 
 
 class OpenIDVerifier:

@@ -16,15 +16,13 @@ import json
 import secrets
 from dataclasses import dataclass
 
+from ..refusal import Refusal
+
 MAX_TOKEN_LENGTH = 2048
 
 
-class LinkError(Exception):
-    """A token that does not let its bearer in; ``code`` is the signaling error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class LinkError(Refusal):
+    """A token that does not let its bearer in."""
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..refusal import Refusal
+
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_DISPLAY_NAME = 100
 SOURCES = ("camera", "microphone", "screen")
 
 
-class ProtocolError(Exception):
-    """A message the server cannot act on; ``code`` and the message go to the client."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class ProtocolError(Refusal):
+    """A message the server cannot act on."""
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,13 @@ from aiohttp import WSMsgType, web
 from mautrix.errors import MatrixRequestError
 from mautrix.types import RoomID, UserID
 
-from ..federation.openid import OpenIDError
 from ..media.errors import MediaError
 from ..media.router import ParticipantMedia
 from ..meeting.meeting import Meeting, Participant
 from ..meeting.meetings import MeetingError
 from ..meeting.roles import Level
+from ..refusal import Refusal
 from .ice import browser_ice_servers
-from .links import LinkError
 from .live import LiveMeeting, participant_json
 from .messages import (
     MAX_MESSAGE_BYTES,
@@ -177,7 +176,7 @@ class Session:
             if not isinstance(message, Join):
                 raise ProtocolError("not_joined", "Join the meeting first.")
             await self._join(message)
-        except (ProtocolError, LinkError, OpenIDError) as e:
+        except Refusal as e:
             self.log.info("Join refused (%s): %s", e.code, e)
             self.error(e.code, str(e), message_type(msg.data))
             return False

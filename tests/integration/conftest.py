@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 
 from bridge.config import Config, load_config
 from bridge.context import Bridge
-from bridge.devtools.synapse import LocalSynapse, MatrixUser, free_ports
+from bridge.devtools.synapse import LocalSynapse, MatrixUser, free_ports, member_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,11 +131,7 @@ class Stack:
         await owner.invite(room_id, self.bot)
         await owner.wait_for_event(
             room_id,
-            lambda e: (
-                e.get("type") == "m.room.member"
-                and e.get("state_key") == self.bot
-                and e["content"].get("membership") == "join"
-            ),
+            member_event(self.bot, membership="join"),
         )
         await owner.wait_for_message(room_id, lambda e: "Hello" in e["content"].get("body", ""))
         return room_id

@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 
+from bridge.devtools.synapse import member_event
 from tests.integration.conftest import Stack, eventually
 
 JSON = dict[str, Any]
@@ -140,11 +141,7 @@ async def test_users_below_user_level_are_refused_in_words(stack: Stack) -> None
     await outsider.wait_for_message(own_room, from_bot(stack, "may not use Visio Bridge"))
     await outsider.wait_for_event(
         own_room,
-        lambda e: (
-            e.get("type") == "m.room.member"
-            and e.get("state_key") == stack.bot
-            and e["content"].get("membership") == "leave"
-        ),
+        member_event(stack.bot, membership="leave"),
     )
 
 

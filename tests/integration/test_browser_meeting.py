@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser
 
-from bridge.devtools.synapse import MatrixUser
+from bridge.devtools.synapse import MatrixUser, member_event
 from bridge.meeting.meeting import Meeting
 from tests.integration.browser import (
     FakeElement,
@@ -170,11 +170,7 @@ async def test_grids_follow_a_third_person_joining_and_leaving(meet: Meet) -> No
     await meet.users["carol"].set_avatar_url(mxc)
     await meet.users["carol"].wait_for_event(
         meet.room_id,
-        lambda e: (
-            e.get("type") == "m.room.member"
-            and e.get("state_key") == meet.users["carol"].user_id
-            and e["content"].get("avatar_url") == mxc
-        ),
+        member_event(meet.users["carol"].user_id, avatar_url=mxc),
         anywhere=True,
     )
     carol = await meet.join("carol", deny_media=True)

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bridge.devtools.synapse import member_event
 from bridge.meeting.meeting import Meeting
 from tests.integration.conftest import Stack, eventually, png_image
 from tests.integration.signaling_client import SignalingClient
@@ -293,11 +294,7 @@ async def test_avatars_come_from_matrix_through_the_bridge(meet: Meet) -> None:
     # Synapse copies the profile into the room's member event a moment later.
     await alice.wait_for_event(
         meet.room_id,
-        lambda e: (
-            e.get("type") == "m.room.member"
-            and e.get("state_key") == alice.user_id
-            and e["content"].get("avatar_url") == mxc
-        ),
+        member_event(alice.user_id, avatar_url=mxc),
         anywhere=True,
     )
     _, joined = await meet.joined("alice")

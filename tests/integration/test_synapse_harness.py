@@ -21,9 +21,8 @@ from bridge.devtools.synapse import (
     SynapseStartError,
     free_port,
     free_ports,
+    member_event,
 )
-
-pytest.importorskip("synapse")
 
 pytestmark = pytest.mark.integration
 
@@ -196,11 +195,7 @@ async def test_single_server(tmp_path: Path) -> None:
             # Buffered events stay findable: bob's join came long before.
             join = await alice.wait_for_event(
                 room,
-                lambda e: (
-                    e["type"] == "m.room.member"
-                    and e["state_key"] == bob.user_id
-                    and e["content"]["membership"] == "join"
-                ),
+                member_event(bob.user_id, membership="join"),
                 timeout=1,
                 anywhere=True,
             )
