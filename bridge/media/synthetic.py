@@ -102,21 +102,15 @@ class _PacedTrack(MediaStreamTrack):
         return self._count
 
 
-class SyntheticVideoTrack(_PacedTrack):
-    """Encodes a moving pattern to VP8 as it plays; ``sent`` keeps the encoded frames."""
+class _VideoTrack(_PacedTrack):
+    """A paced video track that returns encoded packets and answers keyframe requests."""
 
     kind = "video"
 
-    def __init__(
-        self, width: int = 160, height: int = 120, fps: int = 30, bitrate: int = 200_000
-    ) -> None:
+    def __init__(self, fps: int) -> None:
         super().__init__(fps)
-        self._codec = vp8_encoder(width, height, fps, bitrate)
-        self._size = (width, height)
         self._ticks = VIDEO_CLOCK // fps
         self._keyframe = True
-        #: The encoded frames sent, newest last (bounded).
-        self.sent: deque[bytes] = deque(maxlen=2000)
         #: Keyframe requests received.
         self.keyframe_requests = 0
 
@@ -125,15 +119,35 @@ class SyntheticVideoTrack(_PacedTrack):
         self.keyframe_requests += 1
         self._keyframe = True
 
-    async def recv(self) -> av.Packet:
-        index = await self._next_slot()
+    def _take_keyframe(self) -> bool:
         key, self._keyframe = self._keyframe, False
-        data = _encode(self._codec, pattern_frame(*self._size, index), index, key)
-        self.sent.append(data)
+        return key
+
+    def _packet(self, data: bytes, index: int) -> av.Packet:
         packet = av.Packet(data)
         packet.pts = index * self._ticks
         packet.time_base = _VIDEO_TIME_BASE
         return packet
+
+
+class SyntheticVideoTrack(_VideoTrack):
+    """Encodes a moving pattern to VP8 as it plays; ``sent`` keeps the encoded frames."""
+
+    def __init__(
+        self, width: int = 160, height: int = 120, fps: int = 30, bitrate: int = 200_000
+    ) -> None:
+        super().__init__(fps)
+        self._codec = vp8_encoder(width, height, fps, bitrate)
+        self._size = (width, height)
+        #: The encoded frames sent, newest last (bounded).
+        self.sent: deque[bytes] = deque(maxlen=2000)
+
+    async def recv(self) -> av.Packet:
+        index = await self._next_slot()
+        key = self._take_keyframe()
+        data = _encode(self._codec, pattern_frame(*self._size, index), index, key)
+        self.sent.append(data)
+        return self._packet(data, index)
 
 
 @dataclass(frozen=True)
@@ -170,30 +184,18 @@ def encode_vp8_clip(
     return Vp8Clip(fps, tuple(frames[1:]), tuple(keyframes[1:]))
 
 
-class LoopedVideoTrack(_PacedTrack):
+class LoopedVideoTrack(_VideoTrack):
     """Plays a :class:`Vp8Clip` in a loop; a keyframe request swaps in a keyframe."""
-
-    kind = "video"
 
     def __init__(self, clip: Vp8Clip) -> None:
         super().__init__(clip.fps)
         self._clip = clip
-        self._ticks = VIDEO_CLOCK // clip.fps
-        self._keyframe = True
-        self.keyframe_requests = 0
-
-    def request_keyframe(self) -> None:
-        self.keyframe_requests += 1
-        self._keyframe = True
 
     async def recv(self) -> av.Packet:
         index = await self._next_slot()
         position = index % len(self._clip.frames)
-        key, self._keyframe = self._keyframe, False
-        packet = av.Packet(self._clip.keyframes[position] if key else self._clip.frames[position])
-        packet.pts = index * self._ticks
-        packet.time_base = _VIDEO_TIME_BASE
-        return packet
+        frames = self._clip.keyframes if self._take_keyframe() else self._clip.frames
+        return self._packet(frames[position], index)
 
 
 def _tone(samples: int, start: int, frequency: float = 440.0, amplitude: int = 12000) -> bytes:

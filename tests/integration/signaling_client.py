@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bridge.media import aiortc_hooks
-from bridge.media.frames import EncodedFrame
 from bridge.media.peer import close_peer_connection, new_peer_connection, set_local_description
 from bridge.media.synthetic import SyntheticVideoTrack, ToneTrack
-from tests.media.helpers import LOOPBACK, answer_offer
+from tests.media.helpers import LOOPBACK, FrameReceiver
 
 JSON = dict[str, Any]
 
 
-class SignalingClient:
+class SignalingClient(FrameReceiver):
     """Joins a meeting over ``/meet/<id>/ws`` and publishes/receives with aiortc."""
 
     def __init__(self, base_url: str, meeting_id: str) -> None:
+        super().__init__()
         self.url = f"{base_url.replace('http', 'ws', 1)}/meet/{meeting_id}/ws"
         self.http = aiohttp.ClientSession()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -31,10 +30,7 @@ class SignalingClient:
         self.publish_pc: RTCPeerConnection | None = None
         self.receive_pc: RTCPeerConnection | None = None
         self.camera: SyntheticVideoTrack | None = None
-        self.msids: dict[str, tuple[str, str]] = {}
-        self.received: dict[tuple[str, str], list[EncodedFrame]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._tapped: set[str] = set()
 
     async def connect(self) -> None:
         self.ws = await self.http.ws_connect(self.url, max_msg_size=0)
@@ -98,19 +94,8 @@ class SignalingClient:
     async def _answer(self, offer_sdp: str) -> None:
         if self.receive_pc is None:
             self.receive_pc = new_peer_connection([])
-        answer = await answer_offer(
-            self.receive_pc, offer_sdp, self.msids, self._tapped, self._recorder
-        )
+        answer = await self.answer_on(self.receive_pc, offer_sdp)
         await self.send({"type": "answer", "sdp": answer})
-
-    def _recorder(self, mid: str) -> Callable[[EncodedFrame], None]:
-        def record(frame: EncodedFrame) -> None:
-            self.received.setdefault(self.msids[mid], []).append(frame)
-
-        return record
-
-    def frames_from(self, participant_id: str, source: str) -> list[EncodedFrame]:
-        return self.received.get((participant_id, source), [])
 
     async def close(self) -> None:
         for pc in (self.publish_pc, self.receive_pc):

@@ -98,31 +98,42 @@ class FakeClock:
         self.time = end
 
 
-async def answer_offer(
-    pc: RTCPeerConnection,
-    offer_sdp: str,
-    msids: dict[str, tuple[str, str]],
-    tapped: set[str],
-    recorder: Callable[[str], Callable[[EncodedFrame], None]],
-) -> str:
-    """Answer a server offer on a receive connection as a browser would: note each
-    section's msid (whose track, which source), tap new receivers' encoded frames with
-    ``recorder(mid)``, and return the answer SDP."""
-    for media in sdp.SessionDescription.parse(offer_sdp).media:
-        if media.msid:
-            stream_id, track_id = media.msid.split()
-            msids[str(media.rtp.muxId)] = (stream_id, track_id)
-    await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-    for transceiver in pc.getTransceivers():
-        mid = transceiver.mid
-        if mid is not None and mid not in tapped:
-            tapped.add(mid)
-            tap_encoded_frames(transceiver.receiver, recorder(mid))
-    await set_local_description(pc, await pc.createAnswer(), LOOPBACK)
-    return str(pc.localDescription.sdp)
+class FrameReceiver:
+    """The receiving end of a test client: answers server offers as a browser would and
+    keeps the encoded frames each track delivers, by (publisher, source)."""
+
+    def __init__(self) -> None:
+        self.msids: dict[str, tuple[str, str]] = {}
+        self.received: dict[tuple[str, str], list[EncodedFrame]] = {}
+        self._tapped: set[str] = set()
+
+    async def answer_on(self, pc: RTCPeerConnection, offer_sdp: str) -> str:
+        """Note each section's msid (whose track, which source), tap new receivers'
+        encoded frames, and return the answer SDP."""
+        for media in sdp.SessionDescription.parse(offer_sdp).media:
+            if media.msid:
+                stream_id, track_id = media.msid.split()
+                self.msids[str(media.rtp.muxId)] = (stream_id, track_id)
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        for transceiver in pc.getTransceivers():
+            mid = transceiver.mid
+            if mid is not None and mid not in self._tapped:
+                self._tapped.add(mid)
+                tap_encoded_frames(transceiver.receiver, self._recorder(mid))
+        await set_local_description(pc, await pc.createAnswer(), LOOPBACK)
+        return str(pc.localDescription.sdp)
+
+    def _recorder(self, mid: str) -> Callable[[EncodedFrame], None]:
+        def record(frame: EncodedFrame) -> None:
+            self.received.setdefault(self.msids[mid], []).append(frame)
+
+        return record
+
+    def frames_from(self, participant_id: str, source: str) -> list[EncodedFrame]:
+        return self.received.get((participant_id, source), [])
 
 
-class Client:
+class Client(FrameReceiver):
     """A participant's client: a publish connection and a receive connection, in aiortc.
 
     Publishing uses :class:`SyntheticVideoTrack` (VP8 encoded by the track itself, so the
@@ -132,6 +143,7 @@ class Client:
     """
 
     def __init__(self, router: Router, participant_id: str) -> None:
+        super().__init__()
         self.participant_id = participant_id
         self.media: ParticipantMedia = router.add_participant(participant_id, self.on_offer)
         self.publish_pc: RTCPeerConnection | None = None
@@ -142,11 +154,8 @@ class Client:
         self.opus: LoopedOpusTrack | None = None
         self.sources: dict[RTCRtpTransceiver, str] = {}
         self.offers: list[str] = []
-        self.msids: dict[str, tuple[str, str]] = {}
-        self.received: dict[tuple[str, str], list[EncodedFrame]] = {}
         self.joined = time.monotonic()
         self.auto_answer = True
-        self._tapped: set[str] = set()
 
     # Publishing
 
@@ -226,19 +235,7 @@ class Client:
         offer_sdp = offer_sdp or self.offers[-1]
         if self.receive_pc is None:
             self.receive_pc = new_peer_connection([])
-        answer = await answer_offer(
-            self.receive_pc, offer_sdp, self.msids, self._tapped, self._recorder
-        )
-        await self.media.accept_answer(answer)
-
-    def _recorder(self, mid: str) -> Callable[[EncodedFrame], None]:
-        def record(frame: EncodedFrame) -> None:
-            self.received.setdefault(self.msids[mid], []).append(frame)
-
-        return record
-
-    def frames_from(self, participant_id: str, source: str) -> list[EncodedFrame]:
-        return self.received.get((participant_id, source), [])
+        await self.media.accept_answer(await self.answer_on(self.receive_pc, offer_sdp))
 
     def receiver_for(self, participant_id: str, source: str) -> tuple[Any, int]:
         """The receive-side RTCRtpReceiver and the server's SSRC for a forwarded track."""
