@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The synthetic media sources are test code (tests/harness), not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
@@ -46,7 +47,7 @@ from bridge.media.peer import (
     new_peer_connection,
     set_local_description,
 )
-from bridge.media.synthetic import (
+from tests.harness.synthetic import (
     LoopedOpusTrack,
     LoopedVideoTrack,
     Vp8Clip,

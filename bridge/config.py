@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import pkgutil
 import re
 import secrets
@@ -40,6 +41,12 @@ def example_config_text() -> str:
 
 def is_valid_server_name(name: str) -> bool:
     return bool(_SERVER_NAME.match(name))
+
+
+def _is_origin(text: str) -> bool:
+    """``scheme://host[:port]`` and nothing more (what browsers send as Origin)."""
+    url = URL(text)
+    return url.scheme in ("http", "https") and bool(url.host) and text == str(url.origin())
 
 
 def server_of(user_id: str) -> str | None:
@@ -172,6 +179,21 @@ class Config(BaseFileConfig):
         if len(self._require_str("web.link_secret")) < 16:
             raise ConfigError("web.link_secret", "must be at least 16 characters")
         self._require_seconds("web.link_lifetime", 60, 30 * 24 * 3600)
+        for key in ("web.element_origins", "web.allowed_origins"):
+            origins = self[key]
+            if not isinstance(origins, list) or not all(
+                isinstance(origin, str) and _is_origin(origin) for origin in origins
+            ):
+                raise ConfigError(key, "must be a list of origins like https://example.com")
+        for key in (
+            "web.max_sockets",
+            "web.max_sockets_per_address",
+            "web.max_sockets_per_meeting",
+        ):
+            value = self[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(key, "must be a positive number")
+        self._require_seconds("web.signin_timeout", 1, 300)
         if (
             web_port == self["appservice.port"]
             and self["web.hostname"] == self["appservice.hostname"]
@@ -236,6 +258,8 @@ class Config(BaseFileConfig):
         if turn_urls and not self["media.turn.shared_secret"]:
             raise ConfigError("media.turn.shared_secret", "is needed when media.turn.urls is set")
         self._require_seconds("media.turn.lifetime", 60, 7 * 24 * 3600)
+        if not isinstance(self["media.allow_private_candidates"], bool):
+            raise ConfigError("media.allow_private_candidates", "must be true or false")
         addresses = self["media.host_addresses"]
         if not isinstance(addresses, list):
             raise ConfigError("media.host_addresses", "must be a list of IP addresses")
@@ -262,6 +286,13 @@ class Config(BaseFileConfig):
                 raise ConfigError("federation.server_urls", f"{server!r} is not a server name")
             if not isinstance(url, str) or URL(url).scheme not in ("http", "https"):
                 raise ConfigError("federation.server_urls", f"{url!r} is not an http(s) URL")
+        if not isinstance(self["federation.allow_private_addresses"], bool):
+            raise ConfigError("federation.allow_private_addresses", "must be true or false")
+        ca_file = self["federation.ca_file"]
+        if not isinstance(ca_file, str):
+            raise ConfigError("federation.ca_file", "must be a file path or empty")
+        if ca_file and not os.path.isfile(ca_file):
+            raise ConfigError("federation.ca_file", f"{ca_file} is not a readable file")
 
     # Derived values --------------------------------------------------------------
 

@@ -1,15 +1,19 @@
-"""The bridge context: the one object that owns config, database, appservice and web.
+"""The bridge context: the one object that makes every part, wires them, and owns their
+lifecycle.
 
-Nothing in the bridge is a module-level singleton; everything that needs a part gets it
-from here, so two bridges (two agencies) can run in one process.
+Each part gets what it uses in its constructor, from here; no part holds the whole
+bridge, and nothing is a module-level singleton, so two bridges (two agencies) run in
+one process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
+from aiortc import RTCIceServer
 from mautrix.appservice import IntentAPI
 from mautrix.appservice.state_store.asyncpg import PgASStateStore
 from mautrix.client.state_store.asyncpg import PgStateStore
@@ -18,14 +22,23 @@ from mautrix.util.async_db import Database
 from yarl import URL
 
 from . import __version__
+from .auth import LinkSigner, OpenIDVerifier, SignIn
 from .clock import Clock, SystemClock
 from .config import Config
 from .db import Storage, upgrade_table
 from .matrix.appservice import BridgeAppService
+from .matrix.commands import CommandContext
 from .matrix.dispatch import RoomQueues
 from .matrix.handler import MatrixHandler
+from .matrix.meeting_room import MeetingRoom
+from .matrix.rooms import MatrixRooms
+from .media import SFU, MediaSettings
+from .meeting.attendee import RESTARTING
 from .meeting.meetings import Meetings
+from .web.avatars import AvatarProxy
+from .web.ice import browser_ice_servers
 from .web.server import WebServer
+from .web.signaling import SignalingDoor
 
 log = logging.getLogger("visio.bridge")
 
@@ -48,6 +61,21 @@ EXIT_LISTEN = 16
 PRUNE_INTERVAL_S = 24 * 3600
 
 
+def media_settings(config: Config) -> MediaSettings:
+    """The SFU's settings from the media section of the config."""
+    servers = [
+        RTCIceServer(
+            urls=server["urls"],
+            username=server.get("username"),
+            credential=server.get("credential"),
+        )
+        for server in config["media.ice_servers"]
+    ]
+    return MediaSettings(
+        ice_servers=servers, host_addresses=list(config["media.host_addresses"]) or None
+    )
+
+
 class Bridge:
     """One running bridge: database, appservice listener, web listener, meetings."""
 
@@ -65,10 +93,12 @@ class Bridge:
             upgrade_table=PgStateStore.upgrade_table,
             log=logging.getLogger("visio.db.state"),
         )
-        self.state_db.override_pool(self.db)
         self.storage = Storage(self.db)
         self.state_store = PgASStateStore(self.state_db)
-        self.meetings = Meetings(self.storage, self.clock)
+        self.sfu = SFU(media_settings(config))
+        self.meetings = Meetings(
+            self.storage.meetings, self.storage.attendance, self.sfu, self.clock
+        )
         self.queues = RoomQueues()
         self.az = BridgeAppService(
             server=config["homeserver.address"],
@@ -84,8 +114,52 @@ class Bridge:
         )
         self.az.attach_storage(self.storage.transactions, self.clock)
         self.az.synchronous_handlers = True
-        self.matrix = MatrixHandler(self)
-        self.web = WebServer(self)
+        self.rooms = MatrixRooms(self.az, self.state_store, self.storage.direct_rooms)
+        self.meeting_room = MeetingRoom(
+            self.az, self.state_store, self.rooms, config["web.public_url"]
+        )
+        self.links = LinkSigner(config["web.link_secret"], config["web.link_lifetime"])
+        self.openid = OpenIDVerifier(
+            own_server=config["homeserver.domain"],
+            own_address=config["homeserver.address"],
+            allowed_servers=config.allowed_servers(),
+            server_urls=dict(config["federation.server_urls"]),
+            ca_file=config["federation.ca_file"],
+        )
+        self.signin = SignIn(
+            self.links, self.openid, self.rooms, config.permission_level, self.clock
+        )
+        self.matrix = MatrixHandler(
+            config,
+            self.az,
+            self.state_store,
+            self.queues,
+            self.meetings,
+            self.rooms,
+            self.meeting_room,
+            CommandContext(
+                meetings=self.meetings,
+                rooms=self.rooms,
+                meeting_room=self.meeting_room,
+                links=self.links,
+                clock=self.clock,
+                prefix=config["bridge.command_prefix"],
+                bot_mxid=config.bot_mxid,
+            ),
+        )
+        self.signaling = SignalingDoor(self.meetings, self.signin, self._ice_servers, self.clock)
+        self.avatars = AvatarProxy(
+            config["homeserver.address"], config["appservice.as_token"], config.allowed_servers()
+        )
+        self.web = WebServer(
+            config["web.hostname"],
+            config["web.port"],
+            self.meetings.get,
+            self.signaling,
+            self.avatars,
+            self._readiness,
+        )
+        self._http: aiohttp.ClientSession | None = None
         self._started = False
         self._pruner: asyncio.Task[None] | None = None
 
@@ -117,6 +191,8 @@ class Bridge:
     async def _start_database(self) -> None:
         try:
             await self.db.start()
+            # mautrix's state store shares the bridge's pool, which exists only now.
+            self.state_db.override_pool(self.db)
             await self.state_db.start()
         except Exception as e:
             raise StartupError(
@@ -177,6 +253,35 @@ class Bridge:
             except Exception:
                 log.exception("Pruning handled transactions failed")
 
+    def _ice_servers(self, user_id: str) -> list[dict[str, Any]]:
+        return browser_ice_servers(self.config, user_id, self.clock.now_ms() // 1000)
+
+    async def _readiness(self) -> dict[str, bool]:
+        """What /ready reports: the database answers and the homeserver is reachable."""
+        return {"database": await self._database_ok(), "homeserver": await self._homeserver_ok()}
+
+    async def _database_ok(self) -> bool:
+        try:
+            async with asyncio.timeout(5):
+                return bool(await self.db.fetchval("SELECT 1") == 1)
+        except Exception as e:
+            log.warning("Readiness: the database does not answer: %s", e)
+            return False
+
+    async def _homeserver_ok(self) -> bool:
+        url = str(self.config["homeserver.address"]).rstrip("/")
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        try:
+            async with (
+                asyncio.timeout(5),
+                self._http.get(f"{url}/_matrix/client/versions") as response,
+            ):
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("Readiness: the homeserver does not answer: %s", e)
+            return False
+
     async def ping_homeserver(self) -> None:
         """Ask the homeserver to ping us, which also ends its back-off towards us."""
         try:
@@ -195,9 +300,14 @@ class Bridge:
         self.az.closing = True
         if self._pruner is not None:
             self._pruner.cancel()
-        # Web first: sessions that close still update their rooms' state through the
-        # room queues, which drain next, while the appservice and database are up.
+        # Meetings and web first: people who leave still update their rooms' state
+        # through the room queues, which drain next, while the appservice and database
+        # are up.
+        await self.meetings.close(RESTARTING)
         await self.web.stop()
+        await self.openid.close()
+        if self._http is not None:
+            await self._http.close()
         await self.matrix.stop()
         await self.queues.close()
         if getattr(self.az, "runner", None) is not None:

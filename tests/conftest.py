@@ -9,9 +9,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from mautrix.util.async_db import Database
 
 from bridge.clock import ManualClock
 from bridge.config import Config, config_from_dict
+from bridge.db import Storage, upgrade_table
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -69,6 +71,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIt
         yield url
     finally:
         await drop_postgres_database(url)
+
+
+@pytest.fixture
+async def storage(database_url: str) -> AsyncIterator[Storage]:
+    """The bridge's tables on a fresh database (SQLite, then PostgreSQL)."""
+    db = Database.create(database_url, upgrade_table=upgrade_table)
+    await db.start()
+    try:
+        yield Storage(db)
+    finally:
+        await db.stop()
 
 
 def make_config(**overrides: Any) -> Config:

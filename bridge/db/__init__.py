@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Database
 
-from .attendance import AttendanceRow, AttendanceTable
+from .attendance import AttendanceTable
 from .direct_room import DirectRoomTable
-from .meeting import MeetingRow, MeetingTable
+from .meeting import MeetingTable
 from .transaction import TransactionTable
 from .upgrade import upgrade_table
 
 __all__ = [
-    "AttendanceRow",
     "AttendanceTable",
     "DirectRoomTable",
-    "MeetingRow",
     "MeetingTable",
     "Storage",
     "TransactionTable",

@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mautrix.util.async_db import Database
 
-
-@dataclass
-class AttendanceRow:
-    """One stay of one user in one meeting. Times are milliseconds since the epoch."""
-
-    meeting_id: str
-    user_id: str
-    display_name: str
-    joined_at: int
-    left_at: int | None = None
+from ..meeting.meeting import Stay
 
 
 class AttendanceTable:
-    """Queries on the attendance table."""
+    """Queries on the attendance table (implements
+    :class:`bridge.meeting.store.AttendanceStore`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def record_join(self, row: AttendanceRow) -> None:
+    async def record_join(self, stay: Stay) -> None:
         await self.db.execute(
             "INSERT INTO attendance (meeting_id, user_id, display_name, joined_at, left_at)"
             " VALUES ($1, $2, $3, $4, $5)",
-            row.meeting_id,
-            row.user_id,
-            row.display_name,
-            row.joined_at,
-            row.left_at,
+            stay.meeting_id,
+            stay.user_id,
+            stay.display_name,
+            stay.joined_at,
+            stay.left_at,
         )
 
     async def record_leave(self, meeting_id: str, user_id: str, left_at: int) -> None:
@@ -52,14 +42,14 @@ class AttendanceTable:
             left_at,
         )
 
-    async def for_meeting(self, meeting_id: str) -> list[AttendanceRow]:
+    async def for_meeting(self, meeting_id: str) -> list[Stay]:
         rows = await self.db.fetch(
             "SELECT meeting_id, user_id, display_name, joined_at, left_at FROM attendance"
             " WHERE meeting_id=$1 ORDER BY joined_at, user_id",
             meeting_id,
         )
         return [
-            AttendanceRow(
+            Stay(
                 meeting_id=row["meeting_id"],
                 user_id=row["user_id"],
                 display_name=row["display_name"],

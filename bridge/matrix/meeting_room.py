@@ -8,16 +8,16 @@ shows it in Element, pinned above the timeline by ``io.element.widgets.layout``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+from mautrix.appservice import AppService, IntentAPI
+from mautrix.appservice.state_store.asyncpg import PgASStateStore
 from mautrix.errors import MatrixRequestError
-from mautrix.types import EventType, PowerLevelStateEventContent, RoomID
+from mautrix.types import EventType, RoomID
 
 from ..meeting.meeting import Meeting
-
-if TYPE_CHECKING:
-    from ..context import Bridge
+from .rooms import MatrixRooms
 
 MEETING_STATE = EventType.find("io.visiobridge.meeting", EventType.Class.STATE)
 WIDGET_STATE = EventType.find("im.vector.modular.widgets", EventType.Class.STATE)
@@ -35,12 +35,20 @@ log = logging.getLogger("visio.matrix.room")
 class MeetingRoom:
     """Publishes a meeting's widget, layout and state event in its room."""
 
-    def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
+    def __init__(
+        self, az: AppService, state_store: PgASStateStore, rooms: MatrixRooms, public_url: str
+    ) -> None:
+        self.az = az
+        self.state_store = state_store
+        self.rooms = rooms
+        self.public_url = public_url.rstrip("/")
+
+    @property
+    def bot(self) -> IntentAPI:
+        return self.az.intent
 
     def join_url(self, meeting: Meeting) -> str:
-        base = str(self.bridge.config["web.public_url"]).rstrip("/")
-        return f"{base}/meet/{quote(meeting.id)}"
+        return f"{self.public_url}/meet/{quote(meeting.id)}"
 
     def widget_url(self, meeting: Meeting) -> str:
         return f"{self.join_url(meeting)}?widget=1&{_WIDGET_VARIABLES}"
@@ -50,7 +58,7 @@ class MeetingRoom:
             "meeting_id": meeting.id,
             "title": meeting.title,
             "state": meeting.state.value,
-            "host": self.bridge.config.bot_mxid,
+            "host": self.bot.mxid,
             "join_url": self.join_url(meeting),
             "started_by": meeting.started_by,
             "started_at": meeting.started_at,
@@ -65,28 +73,22 @@ class MeetingRoom:
             "type": "m.custom",
             "url": self.widget_url(meeting),
             "name": meeting.title,
-            "creatorUserId": self.bridge.config.bot_mxid,
+            "creatorUserId": self.bot.mxid,
             "data": {"title": meeting.title, "meeting_id": meeting.id},
         }
 
-    async def _power_levels(self, room_id: RoomID) -> PowerLevelStateEventContent:
-        levels = await self.bridge.state_store.get_power_levels(room_id)
-        if levels is None:
-            levels = await self.bridge.bot.get_power_levels(room_id, ensure_joined=False)
-        return levels
-
     async def missing_power(self, room_id: RoomID) -> list[EventType]:
         """The state event types the bot may not send in this room."""
-        levels = await self._power_levels(room_id)
-        create = await self.bridge.state_store.get_create(room_id)
-        bot_level = levels.get_user_level(self.bridge.bot.mxid, create)
+        levels = await self.rooms.power_levels(room_id)
+        create = await self.state_store.get_create(room_id)
+        bot_level = levels.get_user_level(self.bot.mxid, create)
         return [
             event_type
             for event_type in (MEETING_STATE, WIDGET_STATE, LAYOUT_STATE)
             if bot_level < levels.get_event_level(event_type)
         ]
 
-    async def publish(self, meeting: Meeting) -> list[EventType]:
+    async def publish(self, meeting: Meeting) -> list[str]:
         """Show a started meeting in its room; returns the event types the bot lacked
         the power to send (nothing else is left undone)."""
         room_id = RoomID(meeting.room_id)
@@ -99,7 +101,7 @@ class MeetingRoom:
             )
             if LAYOUT_STATE not in missing:
                 await self._pin(room_id, meeting.widget_id)
-        return missing
+        return [str(event_type) for event_type in missing]
 
     async def update_state(self, meeting: Meeting) -> None:
         """Refresh the state event (participants come and go)."""
@@ -121,7 +123,7 @@ class MeetingRoom:
 
     async def _layout(self, room_id: RoomID) -> dict[str, Any]:
         try:
-            content = await self.bridge.bot.get_state_event(room_id, LAYOUT_STATE)
+            content = await self.bot.get_state_event(room_id, LAYOUT_STATE)
         except MatrixRequestError:
             return {}
         data: Any = content.serialize() if hasattr(content, "serialize") else content
@@ -145,4 +147,4 @@ class MeetingRoom:
     async def _send(
         self, room_id: RoomID, event_type: EventType, state_key: str, content: dict[str, Any]
     ) -> None:
-        await self.bridge.bot.send_state_event(room_id, event_type, content, state_key=state_key)
+        await self.bot.send_state_event(room_id, event_type, content, state_key=state_key)

@@ -15,8 +15,10 @@ from .events import (
 )
 from .router import ParticipantMedia, Router, RouterStats
 from .settings import MediaSettings
+from .sfu import SFU
 
 __all__ = [
+    "SFU",
     "ActiveSpeaker",
     "MediaError",
     "MediaEvent",

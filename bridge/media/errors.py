@@ -1,12 +1,11 @@
-"""Errors the media layer reports to the code that drives it."""
+"""Errors the media layer reports to the code that drives it.
+
+:class:`MediaError` belongs to the media interface the meeting domain owns
+(:mod:`bridge.meeting.media`), so doors can catch it without loading the SFU.
+"""
 
 from __future__ import annotations
 
+from ..meeting.media import MediaError
 
-class MediaError(ValueError):
-    """A participant's media request was refused.
-
-    Raised at the edge for input a client controls (SDP offers and answers, source
-    labels, participant ids) and for requests that make no sense in the current state.
-    ``str(error)`` is a plain sentence that can be shown to the user as is.
-    """
+__all__ = ["MediaError"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
+from ..meeting.media import SendOffer
 from . import aiortc_hooks
 from .clock import Clock, Timer
 from .errors import MediaError
@@ -24,8 +25,6 @@ from .publisher import PublishedTrack, Spawn
 from .sdp_rules import check_answer, codec_preferences
 from .settings import MediaSettings
 from .subscription import Subscription
-
-SendOffer = Callable[[str], Awaitable[None]]
 
 
 @dataclass(eq=False)

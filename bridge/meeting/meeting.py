@@ -5,8 +5,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .roles import Role
+
+if TYPE_CHECKING:
+    from .live import Participant
 
 _ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
@@ -22,17 +26,15 @@ class MeetingState(StrEnum):
 
 
 @dataclass
-class Participant:
-    """Someone in a live meeting right now."""
+class Stay:
+    """One stay of one person in one meeting (attendance). Times are milliseconds since
+    the epoch; ``left_at`` is None while they are in."""
 
+    meeting_id: str
     user_id: str
     display_name: str
-    role: Role
     joined_at: int
-    avatar_url: str | None = None
-    audio_muted: bool = False
-    video_muted: bool = False
-    hand_raised: bool = False
+    left_at: int | None = None
 
 
 @dataclass
@@ -48,11 +50,19 @@ class Meeting:
     state: MeetingState = MeetingState.LIVE
     ended_at: int | None = None
     ended_by: str | None = None
+    #: Who is in the live meeting right now, by participant id.
     participants: dict[str, Participant] = field(default_factory=dict)
 
     @property
     def is_live(self) -> bool:
         return self.state == MeetingState.LIVE
+
+    def participant_of(self, user_id: str) -> Participant | None:
+        """The participant a user is in this meeting as, if they are in it."""
+        for participant in self.participants.values():
+            if participant.user_id == user_id:
+                return participant
+        return None
 
     def duration_ms(self, now_ms: int) -> int:
         end = self.ended_at if self.ended_at is not None else now_ms

@@ -1,23 +1,55 @@
-"""All meetings of one bridge: start, end, join, leave, persisted as they change."""
+"""All meetings of one bridge: the one place where a meeting lives.
+
+Start and end; who is in each live meeting, what they publish and receive, mute, hand,
+active speaker; attendance, persisted as it changes. Doors (our WebSocket, and later the
+LiveKit protocol, trunks and in-process listeners) admit people with :meth:`Meetings.join`
+and act through the :class:`~bridge.meeting.live.Participant` they get back; the media
+router of each live meeting is opened through the :class:`~bridge.meeting.media.MediaService`
+interface and driven from here only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
+from typing import Any
 
 from ..clock import Clock
-from ..db import AttendanceRow, MeetingRow, Storage
+from ..refusal import Refusal
+from .attendee import MEETING_ENDED, REPLACED, Attendee, Dismissal
+from .events import (
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    SpeakerChanged,
+    Track,
+    TrackAdded,
+    TrackRemoved,
+    Welcome,
+)
+from .identity import Identity
+from .live import LiveMeeting, Participant
+from .media import (
+    ActiveSpeaker,
+    MediaError,
+    MediaEvent,
+    MediaService,
+    ParticipantMediaClosed,
+    TrackPublished,
+    TrackUnpublished,
+)
 from .meeting import (
     AttendeeSummary,
     Meeting,
     MeetingState,
     MeetingSummary,
-    Participant,
+    Stay,
     new_meeting_id,
 )
-from .roles import Role
+from .store import AttendanceStore, MeetingStore
 
 
 class Change(Enum):
@@ -27,39 +59,61 @@ class Change(Enum):
     ENDED = "ended"
     JOINED = "joined"
     LEFT = "left"
+    UPDATED = "updated"
 
 
 MeetingListener = Callable[[Meeting, Change], Awaitable[None]]
 
 log = logging.getLogger("visio.meeting")
 
+# Media closed for these reasons was closed on purpose, not lost.
+_CLOSED_ON_PURPOSE = frozenset({"left", "router closed"})
 
-class MeetingError(Exception):
+
+class MeetingError(Refusal):
     """Something a user asked that the meeting cannot do; the message says why."""
+
+    def __init__(self, message: str, code: str = "meeting_ended") -> None:
+        super().__init__(code, message)
+
+
+def new_participant_id() -> str:
+    return "p" + secrets.token_hex(6)
 
 
 class Meetings:
-    """The live meetings of one bridge, kept in memory and in the database.
+    """The meetings of one bridge, kept in memory and in the database.
 
-    Listeners hear about every change (start, end, join, leave) so the Matrix side can
-    keep room state in step; they run after the change is stored.
+    Listeners hear about every change (start, end, join, leave, update) so the Matrix
+    side can keep room state in step; they run after the change is stored.
     """
 
-    def __init__(self, storage: Storage, clock: Clock) -> None:
-        self.storage = storage
+    def __init__(
+        self,
+        meetings: MeetingStore,
+        attendance: AttendanceStore,
+        media: MediaService,
+        clock: Clock,
+    ) -> None:
+        self.store = meetings
+        self.attendance = attendance
+        self.media = media
         self.clock = clock
         self._live_by_room: dict[str, Meeting] = {}
         self._live_by_id: dict[str, Meeting] = {}
+        self._media_of: dict[str, LiveMeeting] = {}
         self._room_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[MeetingListener] = []
+
+    # Meetings ----------------------------------------------------------------------
 
     async def load(self) -> None:
         """Restore the live meetings after a restart. Nobody is in them yet: media
         sessions do not survive a restart, so open stays are closed now."""
         now = self.clock.now_ms()
-        for row in await self.storage.meetings.all_live():
-            meeting = _from_row(row)
-            await self.storage.attendance.close_all(meeting.id, now)
+        for meeting in await self.store.all_live():
+            await self.attendance.close_all(meeting.id, now)
             self._remember(meeting)
         log.info("Restored %d live meeting(s)", len(self._live_by_id))
 
@@ -88,8 +142,7 @@ class Meetings:
         live = self._live_by_id.get(meeting_id)
         if live is not None:
             return live
-        row = await self.storage.meetings.get(meeting_id)
-        return _from_row(row) if row else None
+        return await self.store.get(meeting_id)
 
     async def start(self, room_id: str, title: str, started_by: str) -> tuple[Meeting, bool]:
         """Start the room's meeting; (meeting, False) when one is already live."""
@@ -106,14 +159,15 @@ class Meetings:
                 started_at=self.clock.now_ms(),
                 widget_id=f"visio_{meeting_id}",
             )
-            await self.storage.meetings.insert(_to_row(meeting))
+            await self.store.insert(meeting)
             self._remember(meeting)
         log.info("Meeting %s started in %s by %s", meeting.id, room_id, started_by)
         await self._notify(meeting, Change.STARTED)
         return meeting, True
 
     async def end(self, meeting: Meeting, ended_by: str) -> MeetingSummary:
-        """End a live meeting: everyone leaves, the row is closed, a summary is made."""
+        """End a live meeting: everyone is dismissed, media is released, the row is
+        closed, and a summary is made."""
         async with self._lock(meeting.room_id):
             if not meeting.is_live:
                 raise MeetingError("This meeting has already ended.")
@@ -121,18 +175,21 @@ class Meetings:
             meeting.state = MeetingState.ENDED
             meeting.ended_at = now
             meeting.ended_by = ended_by
+            present = list(meeting.participants.values())
             meeting.participants.clear()
-            await self.storage.attendance.close_all(meeting.id, now)
-            await self.storage.meetings.save(_to_row(meeting))
+            await self.attendance.close_all(meeting.id, now)
+            await self.store.save(meeting)
             self._forget(meeting)
+            live = self._media_of.pop(meeting.id, None)
         log.info("Meeting %s ended by %s", meeting.id, ended_by)
+        await self._release(live, present, MEETING_ENDED)
         await self._notify(meeting, Change.ENDED)
         return await self.summary(meeting)
 
     async def summary(self, meeting: Meeting) -> MeetingSummary:
         now = self.clock.now_ms()
         totals: dict[str, AttendeeSummary] = {}
-        for stay in await self.storage.attendance.for_meeting(meeting.id):
+        for stay in await self.attendance.for_meeting(meeting.id):
             stay_ms = (stay.left_at if stay.left_at is not None else now) - stay.joined_at
             before = totals.get(stay.user_id)
             totals[stay.user_id] = AttendeeSummary(
@@ -147,42 +204,235 @@ class Meetings:
             attendees=list(totals.values()),
         )
 
+    # People ------------------------------------------------------------------------
+
     async def join(
         self,
         meeting: Meeting,
-        user_id: str,
+        identity: Identity,
         display_name: str,
-        role: Role,
-        avatar_url: str | None = None,
+        attendee: Attendee,
+        *,
+        participant_id: str | None = None,
     ) -> Participant:
-        """Someone enters a live meeting; a second join of the same user replaces the
-        first (a reconnect), keeping one open stay."""
+        """Admit a verified person through a door.
+
+        The attendee first gets :class:`~bridge.meeting.events.Welcome`, then the
+        server's offers for what they receive; the others hear they joined. A second
+        join of the same user replaces the first (a reconnect, or another device): the
+        first is dismissed, and one stay stays open. Raises :class:`MeetingError` when the
+        meeting has ended, :class:`~bridge.meeting.media.MediaError` for a bad id.
+        """
         if not meeting.is_live:
             raise MeetingError("This meeting has ended.")
-        now = self.clock.now_ms()
-        participant = Participant(
-            user_id=user_id,
-            display_name=display_name,
-            role=role,
-            joined_at=now,
-            avatar_url=avatar_url,
-        )
-        if user_id in meeting.participants:
-            await self.storage.attendance.record_leave(meeting.id, user_id, now)
-        meeting.participants[user_id] = participant
-        await self.storage.attendance.record_join(
-            AttendanceRow(
-                meeting_id=meeting.id, user_id=user_id, display_name=display_name, joined_at=now
-            )
-        )
+        live = self._live_media(meeting)
+        live.admitting += 1
+        try:
+            async with self._lock(meeting.room_id):
+                participant = await self._admit(
+                    live, identity, display_name, attendee, participant_id
+                )
+        finally:
+            live.admitting -= 1
+            if live.empty:
+                await self._close_if_empty(live)
+        log.info("%s joined meeting %s as %s", identity.user_id, meeting.id, participant.id)
         await self._notify(meeting, Change.JOINED)
         return participant
 
-    async def leave(self, meeting: Meeting, user_id: str) -> None:
-        if meeting.participants.pop(user_id, None) is None:
+    async def _admit(
+        self,
+        live: LiveMeeting,
+        identity: Identity,
+        display_name: str,
+        attendee: Attendee,
+        participant_id: str | None,
+    ) -> Participant:
+        meeting = live.meeting
+        if not meeting.is_live:
+            raise MeetingError("This meeting has ended.")
+        previous = meeting.participant_of(identity.user_id)
+        if previous is not None:
+            await self._remove(live, previous)
+            self._spawn(self._dismiss(previous, REPLACED))
+        now = self.clock.now_ms()
+        participant = Participant(
+            self,
+            meeting,
+            participant_id or new_participant_id(),
+            identity,
+            display_name,
+            now,
+            attendee,
+        )
+        if live.router is None:
+            live.router = self.media.open_router(
+                meeting.id, lambda event: self._media_event(live, event)
+            )
+            log.info("Media router opened for meeting %s", meeting.id)
+        await self.attendance.record_join(
+            Stay(meeting.id, identity.user_id, display_name, joined_at=now)
+        )
+        # From here to the welcome nothing awaits: the welcome goes out before the
+        # router's first offer, and before anyone else hears of the newcomer.
+        try:
+            participant.media = live.router.add_participant(participant.id, attendee.send_offer)
+        except MediaError:
+            await self.attendance.record_leave(meeting.id, identity.user_id, now)
+            raise
+        meeting.participants[participant.id] = participant
+        attendee.deliver(
+            Welcome(
+                participant=participant,
+                meeting=meeting,
+                others=tuple(p for p in meeting.participants.values() if p is not participant),
+                tracks=tuple(live.tracks.values()),
+                active_speaker=live.active_speaker,
+            )
+        )
+        live.broadcast(ParticipantJoined(participant), exclude=participant.id)
+        return participant
+
+    async def update(
+        self,
+        participant: Participant,
+        *,
+        audio_muted: bool | None = None,
+        video_muted: bool | None = None,
+        hand_raised: bool | None = None,
+    ) -> None:
+        """Change what others see of a participant (mute, hand); everyone is told."""
+        if not participant.present:
+            raise MeetingError("You are no longer in this meeting.", code="not_joined")
+        if audio_muted is not None:
+            participant.audio_muted = audio_muted
+        if video_muted is not None:
+            participant.video_muted = video_muted
+        if hand_raised is not None:
+            participant.hand_raised = hand_raised
+        live = self._media_of.get(participant.meeting.id)
+        if live is not None:
+            live.broadcast(ParticipantUpdated(participant))
+        await self._notify(participant.meeting, Change.UPDATED)
+
+    async def leave(self, participant: Participant) -> None:
+        """A participant leaves; nothing happens if they are already out."""
+        meeting = participant.meeting
+        live = self._media_of.get(meeting.id)
+        if live is None or not participant.present:
             return
-        await self.storage.attendance.record_leave(meeting.id, user_id, self.clock.now_ms())
-        await self._notify(meeting, Change.LEFT)
+        async with self._lock(meeting.room_id):
+            removed = await self._remove(live, participant)
+        if removed:
+            log.info("%s left meeting %s", participant.user_id, meeting.id)
+            await self._notify(meeting, Change.LEFT)
+        await self._close_if_empty(live)
+
+    async def _remove(self, live: LiveMeeting, participant: Participant) -> bool:
+        meeting = live.meeting
+        if not participant.present:
+            return False
+        del meeting.participants[participant.id]
+        if live.active_speaker == participant.id:
+            live.active_speaker = None
+        if participant.media is not None:
+            await participant.media.close()
+        await self.attendance.record_leave(meeting.id, participant.user_id, self.clock.now_ms())
+        live.broadcast(ParticipantLeft(participant.id))
+        return True
+
+    async def _dismiss(self, participant: Participant, dismissal: Dismissal) -> None:
+        try:
+            await participant.attendee.dismiss(dismissal)
+        except Exception:
+            log.exception("Dismissing %s failed", participant)
+
+    async def _drop(self, participant: Participant, dismissal: Dismissal) -> None:
+        """Take someone out of the meeting (lost media, shutdown) and tell them why."""
+        await self.leave(participant)
+        await self._dismiss(participant, dismissal)
+
+    # Media -------------------------------------------------------------------------
+
+    def _live_media(self, meeting: Meeting) -> LiveMeeting:
+        live = self._media_of.get(meeting.id)
+        if live is None:
+            live = self._media_of[meeting.id] = LiveMeeting(meeting)
+        return live
+
+    def media_of(self, meeting_id: str) -> LiveMeeting | None:
+        """The media side of a meeting that has people in it (None when empty)."""
+        return self._media_of.get(meeting_id)
+
+    def _media_event(self, live: LiveMeeting, event: MediaEvent) -> None:
+        if isinstance(event, TrackPublished):
+            track = Track(event.participant_id, event.source, event.kind)
+            live.tracks[event.track_id] = track
+            live.broadcast(TrackAdded(track))
+        elif isinstance(event, TrackUnpublished):
+            live.tracks.pop(event.track_id, None)
+            live.broadcast(TrackRemoved(Track(event.participant_id, event.source, event.kind)))
+        elif isinstance(event, ActiveSpeaker):
+            live.active_speaker = event.participant_id
+            live.broadcast(SpeakerChanged(event.participant_id))
+        elif isinstance(event, ParticipantMediaClosed):
+            if event.reason in _CLOSED_ON_PURPOSE:
+                return
+            participant = live.meeting.participants.get(event.participant_id)
+            if participant is not None:
+                log.info(
+                    "Media of %s in %s closed: %s", participant, live.meeting.id, event.reason
+                )
+                self._spawn(
+                    self._drop(
+                        participant,
+                        Dismissal("reconnect", f"Media connection lost: {event.reason}"),
+                    )
+                )
+
+    async def _close_if_empty(self, live: LiveMeeting) -> None:
+        if not live.empty or self._media_of.get(live.meeting.id) is not live:
+            return
+        del self._media_of[live.meeting.id]
+        if live.router is not None:
+            await live.router.close()
+            log.info("Media router closed for meeting %s (nobody left)", live.meeting.id)
+
+    async def _release(
+        self, live: LiveMeeting | None, present: list[Participant], dismissal: Dismissal
+    ) -> None:
+        """After an end: close everyone's media and door, then the router."""
+        for participant in present:
+            if participant.media is not None:
+                await participant.media.close()
+        await asyncio.gather(*(self._dismiss(p, dismissal) for p in present))
+        if live is not None and live.router is not None:
+            await live.router.close()
+
+    async def close(self, dismissal: Dismissal) -> None:
+        """Shutdown: everyone leaves (attendance and room state are kept right), is told
+        why, and every router closes."""
+        for live in list(self._media_of.values()):
+            present = list(live.meeting.participants.values())
+            await asyncio.gather(*(self._drop(p, dismissal) for p in present))
+            await self._close_if_empty(live)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Per meeting with people: how many, and what the router holds."""
+        return {
+            meeting_id: {
+                "participants": len(live.meeting.participants),
+                "router": live.router.stats() if live.router is not None else None,
+            }
+            for meeting_id, live in self._media_of.items()
+        }
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _notify(self, meeting: Meeting, change: Change) -> None:
         for listener in self.listeners:
@@ -190,31 +440,3 @@ class Meetings:
                 await listener(meeting, change)
             except Exception:
                 log.exception("Meeting listener failed for %s", meeting.id)
-
-
-def _from_row(row: MeetingRow) -> Meeting:
-    return Meeting(
-        id=row.id,
-        room_id=row.room_id,
-        title=row.title,
-        started_by=row.started_by,
-        started_at=row.started_at,
-        widget_id=row.widget_id,
-        state=MeetingState(row.state),
-        ended_at=row.ended_at,
-        ended_by=row.ended_by,
-    )
-
-
-def _to_row(meeting: Meeting) -> MeetingRow:
-    return MeetingRow(
-        id=meeting.id,
-        room_id=meeting.room_id,
-        title=meeting.title,
-        state=meeting.state.value,
-        started_by=meeting.started_by,
-        started_at=meeting.started_at,
-        widget_id=meeting.widget_id,
-        ended_at=meeting.ended_at,
-        ended_by=meeting.ended_by,
-    )

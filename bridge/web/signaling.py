@@ -1,25 +1,37 @@
-"""The signaling WebSocket: one Session per connected browser (docs/protocol.md)."""
+"""The signaling WebSocket door (docs/protocol.md): one Session per connected browser.
+
+A door only translates: frames in become meeting operations (sign in and join, publish,
+answer, mute, hand, leave) on :class:`~bridge.meeting.meetings.Meetings`, and meeting
+events out become frames. It decides nothing about the meeting itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import WSMsgType, web
-from mautrix.errors import MatrixRequestError
-from mautrix.types import RoomID, UserID
 
-from ..media.errors import MediaError
-from ..media.router import ParticipantMedia
-from ..meeting.meeting import Meeting, Participant
-from ..meeting.meetings import MeetingError
-from ..meeting.roles import Level
+from ..auth.signin import Credential, LinkCredential, OpenIDCredential, SignIn
+from ..clock import Clock
+from ..meeting.attendee import Dismissal
+from ..meeting.events import (
+    MeetingEvent,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    SpeakerChanged,
+    Track,
+    TrackAdded,
+    TrackRemoved,
+    Welcome,
+)
+from ..meeting.live import Participant
+from ..meeting.meetings import Meetings
 from ..refusal import Refusal
-from .ice import browser_ice_servers
-from .live import LiveMeeting, participant_json
 from .messages import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -35,9 +47,6 @@ from .messages import (
     parse_message,
 )
 
-if TYPE_CHECKING:
-    from ..context import Bridge
-
 log = logging.getLogger("visio.web.signaling")
 
 JOIN_TIMEOUT_S = 30
@@ -45,6 +54,9 @@ OUTBOX_LIMIT = 256
 # Inbound messages a session may send: a burst, refilled at a steady rate per second.
 RATE_BURST = 40
 RATE_PER_SECOND = 20.0
+
+#: The ICE servers (with fresh TURN credentials) handed to a user's browser.
+IceServers = Callable[[str], list[dict[str, Any]]]
 
 
 class _RateLimit:
@@ -61,23 +73,82 @@ class _RateLimit:
         return True
 
 
-class Session:
-    """One browser in one meeting: its socket, identity, media and participant."""
+def participant_json(participant: Participant) -> dict[str, Any]:
+    return {
+        "participant_id": participant.id,
+        "user_id": participant.user_id,
+        "display_name": participant.display_name,
+        "avatar_url": participant.avatar_url,
+        "role": participant.role.name.lower(),
+        "audio_muted": participant.audio_muted,
+        "video_muted": participant.video_muted,
+        "hand_raised": participant.hand_raised,
+    }
 
-    def __init__(self, bridge: Bridge, ws: web.WebSocketResponse, meeting_id: str) -> None:
-        self.bridge = bridge
+
+def track_json(track: Track) -> dict[str, Any]:
+    return {"participant_id": track.participant_id, "source": track.source, "kind": track.kind}
+
+
+def credential_of(join: Join) -> Credential:
+    if join.auth_kind == "link":
+        return LinkCredential(join.token)
+    return OpenIDCredential(join.server or "", join.token)
+
+
+class SignalingDoor:
+    """Serves ``WS /meet/{meeting_id}/ws``: signs browsers in and keeps their sessions."""
+
+    def __init__(
+        self, meetings: Meetings, signin: SignIn, ice_servers: IceServers, clock: Clock
+    ) -> None:
+        self.meetings = meetings
+        self.signin = signin
+        self.ice_servers = ice_servers
+        self.clock = clock
+        self.sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run background work that :meth:`close` waits for."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4 * MAX_MESSAGE_BYTES)
+        await ws.prepare(request)
+        session = Session(self, ws, request.match_info["meeting_id"])
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+        return ws
+
+    async def close(self) -> None:
+        """Close every socket (those still signing in too) and wait for the rest."""
+        for session in list(self.sessions):
+            await session.dismiss(Dismissal("reconnect", "The meeting server is restarting."))
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Session:
+    """One browser in one meeting: its socket, and the participant it joined as.
+
+    Implements :class:`bridge.meeting.attendee.Attendee`.
+    """
+
+    def __init__(self, door: SignalingDoor, ws: web.WebSocketResponse, meeting_id: str) -> None:
+        self.door = door
         self.ws = ws
         self.meeting_id = meeting_id
-        self.participant_id = "p" + secrets.token_hex(6)
         self.participant: Participant | None = None
-        self.meeting: Meeting | None = None
-        self.live: LiveMeeting | None = None
-        self.media: ParticipantMedia | None = None
-        self.log = log.getChild(self.participant_id)
+        self.log = log.getChild(str(id(self)))
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
-        self._replaced = False
 
     # Sending ---------------------------------------------------------------------
 
@@ -87,7 +158,8 @@ class Session:
             return
         if self._outbox.qsize() >= OUTBOX_LIMIT:
             self.log.warning("Disconnecting a session that does not read its messages")
-            self.bridge.web.spawn(self.close(None, None))
+            self._closing = True
+            self.door.spawn(self._flush_and_close())
             return
         self._outbox.put_nowait(message)
 
@@ -107,21 +179,75 @@ class Session:
             except (ConnectionError, RuntimeError):
                 return
 
+    # The meeting's side (Attendee) -------------------------------------------------
+
+    def deliver(self, event: MeetingEvent) -> None:
+        if isinstance(event, Welcome):
+            self.send(self._joined(event))
+        elif isinstance(event, ParticipantJoined):
+            self.send(
+                {"type": "participant_joined", "participant": participant_json(event.participant)}
+            )
+        elif isinstance(event, ParticipantUpdated):
+            self.send(
+                {"type": "participant_updated", "participant": participant_json(event.participant)}
+            )
+        elif isinstance(event, ParticipantLeft):
+            self.send({"type": "participant_left", "participant_id": event.participant_id})
+        elif isinstance(event, TrackAdded):
+            self.send({"type": "track_added", **track_json(event.track)})
+        elif isinstance(event, TrackRemoved):
+            self.send({"type": "track_removed", **track_json(event.track)})
+        elif isinstance(event, SpeakerChanged):
+            self.send({"type": "active_speaker", "participant_id": event.participant_id})
+
+    def _joined(self, welcome: Welcome) -> dict[str, Any]:
+        me, meeting = welcome.participant, welcome.meeting
+        return {
+            "type": "joined",
+            "version": PROTOCOL_VERSION,
+            "participant_id": me.id,
+            "user_id": me.user_id,
+            "display_name": me.display_name,
+            "avatar_url": me.avatar_url,
+            "role": me.role.name.lower(),
+            "meeting": {
+                "meeting_id": meeting.id,
+                "title": meeting.title,
+                "state": meeting.state.value,
+            },
+            "participants": [participant_json(other) for other in welcome.others],
+            "tracks": [track_json(track) for track in welcome.tracks],
+            "active_speaker": welcome.active_speaker,
+            "ice_servers": self.door.ice_servers(me.user_id),
+        }
+
     async def send_offer(self, sdp: str) -> None:
         """The router's offer for the receive connection."""
         self.send({"type": "offer", "sdp": sdp})
 
+    async def dismiss(self, dismissal: Dismissal) -> None:
+        """End the session from the server side, telling the browser why."""
+        if self._closing:
+            return
+        if dismissal.code == "meeting_ended":
+            self.send({"type": "meeting_ended"})
+        else:
+            self.error(dismissal.code, dismissal.message)
+        self._closing = True
+        await self._flush_and_close()
+
     # Lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._writer_task = asyncio.create_task(
-            self._writer(), name=f"ws-writer:{self.participant_id}"
-        )
+        self._writer_task = asyncio.create_task(self._writer(), name="ws-writer")
         try:
             if await self._await_join():
                 await self._serve()
         finally:
-            await self._cleanup()
+            self._closing = True
+            if self.participant is not None:
+                await self.participant.leave()
             await self._flush_and_close()
 
     async def _flush_and_close(self) -> None:
@@ -132,32 +258,6 @@ class Session:
                 await asyncio.wait_for(asyncio.shield(self._writer_task), 5)
             self._writer_task.cancel()
         await self.ws.close()
-
-    async def close(self, code: str | None, message: str | None) -> None:
-        """End the session from the server side, telling the browser why."""
-        if self._closing:
-            return
-        if code == "meeting_ended":
-            self.send({"type": "meeting_ended"})
-        elif code is not None and message is not None:
-            self.error(code, message)
-        if code == "replaced":
-            self._replaced = True
-        self._closing = True
-        await self._flush_and_close()
-
-    async def _cleanup(self) -> None:
-        self._closing = True
-        if self.media is not None:
-            await self.media.close()
-        if self.live is not None:
-            self.live.remove(self)
-            if self.meeting is not None and self.participant is not None and not self._replaced:
-                with contextlib.suppress(MeetingError):
-                    await self.bridge.meetings.leave(self.meeting, self.participant.user_id)
-            await self.bridge.web.live.release_if_empty(self.live)
-        if self.participant is not None:
-            self.log.info("%s left meeting %s", self.participant.user_id, self.meeting_id)
 
     # Joining ---------------------------------------------------------------------
 
@@ -183,83 +283,16 @@ class Session:
         return True
 
     async def _join(self, join: Join) -> None:
-        meeting = await self.bridge.meetings.get(self.meeting_id)
+        meetings = self.door.meetings
+        meeting = await meetings.get(self.meeting_id)
         if meeting is None:
             raise ProtocolError("meeting_not_found", "This meeting does not exist.")
-        user_id = await self._authenticate(join)
-        if not meeting.is_live:
-            raise ProtocolError("meeting_ended", "This meeting has ended.")
-        level = self.bridge.config.permission_level(user_id)
-        if level < Level.USER:
-            raise ProtocolError("unauthorized", "You are not allowed to use Visio Bridge.")
-        profile = await self._room_profile(meeting.room_id, user_id)
-        if profile is None:
-            raise ProtocolError(
-                "unauthorized", "Only members of the meeting's room may join this meeting."
-            )
-        power, role = await self.bridge.matrix.role_in_room(
-            RoomID(meeting.room_id), UserID(user_id), level
-        )
-        assert role is not None
-        name, avatar = profile
+        identity = await self.door.signin.admit(credential_of(join), meeting)
         # The name typed on the pre-join screen (prefilled with the Matrix one) is this
         # meeting's name; the user id travels with it, so nobody can pass as another.
-        display_name = join.display_name or name or user_id.split(":", 1)[0].lstrip("@")
-        live = self.bridge.web.live.get_or_create(meeting)
-        live.reserve(self.participant_id)
-        self.meeting, self.live = meeting, live
-        previous = live.session_of(user_id)
-        if previous is not None:
-            await previous.close(
-                "replaced", "You joined this meeting again from another window or device."
-            )
-        self.participant = await self.bridge.meetings.join(
-            meeting, user_id, display_name, role, avatar
-        )
-        self.media = live.router.add_participant(self.participant_id, send_offer=self.send_offer)
-        now_s = self.bridge.clock.now_ms() // 1000
-        self.send(
-            {
-                "type": "joined",
-                "version": PROTOCOL_VERSION,
-                "participant_id": self.participant_id,
-                "user_id": user_id,
-                "display_name": display_name,
-                "avatar_url": avatar,
-                "role": role.name.lower(),
-                "meeting": {
-                    "meeting_id": meeting.id,
-                    "title": meeting.title,
-                    "state": meeting.state.value,
-                },
-                "participants": live.others(self.participant_id),
-                "tracks": list(live.tracks.values()),
-                "active_speaker": live.active_speaker,
-                "ice_servers": browser_ice_servers(self.bridge.config, user_id, now_s),
-            }
-        )
-        live.admit(self)
-        self.log.info("%s joined meeting %s (power %s)", user_id, meeting.id, power)
-
-    async def _authenticate(self, join: Join) -> str:
-        if join.auth_kind == "link":
-            grant = self.bridge.web.links.check(
-                join.token, self.meeting_id, self.bridge.clock.now_ms() // 1000
-            )
-            return grant.user_id
-        return await self.bridge.web.openid.verify(join.server, join.token)
-
-    async def _room_profile(self, room_id: str, user_id: str) -> tuple[str, str | None] | None:
-        """(display name, avatar) of a joined member of the room, or None."""
-        try:
-            members = await self.bridge.bot.get_joined_members(RoomID(room_id))
-        except MatrixRequestError as e:
-            self.log.warning("Could not read the members of %s: %s", room_id, e.message)
-            raise ProtocolError("internal", "The meeting's room could not be checked.") from e
-        member = members.get(user_id)  # type: ignore[call-overload]
-        if member is None:
-            return None
-        return member.displayname or "", member.avatar_url or None
+        display_name = join.display_name or identity.fallback_name
+        self.participant = await meetings.join(meeting, identity, display_name, self)
+        self.log = log.getChild(self.participant.id)
 
     # Serving ---------------------------------------------------------------------
 
@@ -280,45 +313,25 @@ class Session:
                 if isinstance(message, Leave):
                     return
                 await self._handle(message)
-            except ProtocolError as e:
+            except Refusal as e:
                 self.error(e.code, str(e), message_type(msg.data))
-            except MediaError as e:
-                self.error("bad_sdp", str(e), message_type(msg.data))
             except Exception:
                 self.log.exception("Failed to handle a %s message", message_type(msg.data))
                 self.error("internal", "The server could not handle that message.")
 
     async def _handle(self, message: Any) -> None:
-        assert self.media is not None and self.participant is not None and self.live
+        participant = self.participant
+        assert participant is not None
         if isinstance(message, Publish):
-            answer = await self.media.publish(message.sdp, sources=message.sources)
+            answer = await participant.publish(message.sdp, sources=message.sources)
             self.send({"type": "publish_answer", "sdp": answer})
         elif isinstance(message, Answer):
-            await self.media.accept_answer(message.sdp)
+            await participant.accept_answer(message.sdp)
         elif isinstance(message, Mute):
-            self.participant.audio_muted = message.audio
-            self.participant.video_muted = message.video
-            self.live.updated(self)
+            await participant.set_muted(audio=message.audio, video=message.video)
         elif isinstance(message, Hand):
-            self.participant.hand_raised = message.raised
-            self.live.updated(self)
+            await participant.raise_hand(message.raised)
         elif isinstance(message, Ping):
             self.send({"type": "pong"})
         elif isinstance(message, Join):
             raise ProtocolError("bad_message", "You have already joined.")
-
-
-async def signaling_handler(bridge: Bridge, request: web.Request) -> web.StreamResponse:
-    """``WS /meet/{meeting_id}/ws``."""
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4 * MAX_MESSAGE_BYTES)
-    await ws.prepare(request)
-    session = Session(bridge, ws, request.match_info["meeting_id"])
-    bridge.web.sessions.add(session)
-    try:
-        await session.run()
-    finally:
-        bridge.web.sessions.discard(session)
-    return ws
-
-
-__all__ = ["Session", "participant_json", "signaling_handler"]

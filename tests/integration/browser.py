@@ -27,8 +27,8 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Frame, Page, async_playwright
 
-from bridge.devtools.synapse import free_port
 from tests.conftest import require_or_skip
+from tests.harness.synapse import free_port
 
 CHROMIUM_ARGS = (
     "--no-sandbox",

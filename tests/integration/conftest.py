@@ -10,25 +10,34 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
 
 from bridge.config import Config, load_config
 from bridge.context import Bridge
-from bridge.devtools.synapse import LocalSynapse, MatrixUser, free_ports, member_event
+from tests.harness.synapse import LocalSynapse, MatrixUser, free_ports, member_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_bridge_config(
-    directory: Path, hs_port: int, as_port: int, web_port: int, database: str
+    directory: Path,
+    hs_port: int,
+    as_port: int,
+    web_port: int,
+    database: str,
+    *,
+    server_name: str = "localhost",
+    overrides: dict[str, Any] | None = None,
 ) -> Path:
-    """A config file as an operator would write it, from the example."""
+    """A config file as an operator would write it, from the example; ``overrides``
+    sets dotted keys (``{"federation.allowed_servers": [...]}``)."""
     yaml = YAML()
     data = yaml.load((ROOT / "config.example.yaml").read_text())
     data["homeserver"]["address"] = f"http://127.0.0.1:{hs_port}"
-    data["homeserver"]["domain"] = "localhost"
+    data["homeserver"]["domain"] = server_name
     data["appservice"]["address"] = f"http://127.0.0.1:{as_port}"
     data["appservice"]["port"] = as_port
     data["appservice"]["database"] = database
@@ -36,12 +45,21 @@ def write_bridge_config(
     data["web"]["public_url"] = f"http://127.0.0.1:{web_port}"
     data["bridge"]["permissions"] = {
         "*": "none",
-        "localhost": "user",
-        "@outsider:localhost": "none",
-        "@admin:localhost": "admin",
+        server_name: "user",
+        f"@outsider:{server_name}": "none",
+        f"@admin:{server_name}": "admin",
     }
     data["media"]["host_addresses"] = ["127.0.0.1"]
+    # Everything here is on loopback, which production refuses by default.
+    data["media"]["allow_private_candidates"] = True
+    data["federation"]["allow_private_addresses"] = True
     data["logging"]["loggers"]["visio"]["level"] = "DEBUG"
+    for key, value in (overrides or {}).items():
+        *parents, last = key.split(".")
+        section = data
+        for parent in parents:
+            section = section[parent]
+        section[last] = value
     path = directory / "config.yaml"
     with path.open("w") as stream:
         yaml.dump(data, stream)
@@ -138,11 +156,10 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path, database_url: str) -> AsyncIterator[Stack]:
+    """Synapse and the bridge, once on SQLite and once on the real PostgreSQL."""
     hs_port, as_port, web_port = free_ports(3)
-    config_path = write_bridge_config(
-        tmp_path, hs_port, as_port, web_port, f"sqlite:{tmp_path}/bridge.db"
-    )
+    config_path = write_bridge_config(tmp_path, hs_port, as_port, web_port, database_url)
     registration = generate_registration(config_path)
     homeserver = LocalSynapse(
         tmp_path / "synapse",

@@ -11,10 +11,28 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bridge.media import aiortc_hooks
 from bridge.media.peer import close_peer_connection, new_peer_connection, set_local_description
-from bridge.media.synthetic import SyntheticVideoTrack, ToneTrack
+from tests.harness.synthetic import SyntheticVideoTrack, ToneTrack
 from tests.media.helpers import LOOPBACK, FrameReceiver
 
 JSON = dict[str, Any]
+
+
+async def publish_offer(
+    pc: RTCPeerConnection, *, camera: bool = True, microphone: bool = True
+) -> tuple[SyntheticVideoTrack | None, dict[str, str]]:
+    """Add a synthetic camera and a tone to ``pc`` and make its offer; returns the
+    camera track (its ``sent`` frames are known) and the sources by mid."""
+    sources: dict[Any, str] = {}
+    track = None
+    if microphone:
+        sources[pc.addTransceiver(ToneTrack(loud=True), direction="sendonly")] = "microphone"
+    if camera:
+        track = SyntheticVideoTrack()
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        aiortc_hooks.on_keyframe_request(transceiver.sender, track.request_keyframe)
+        sources[transceiver] = "camera"
+    await set_local_description(pc, await pc.createOffer(), LOOPBACK)
+    return track, {t.mid: source for t, source in sources.items() if t.mid is not None}
 
 
 class SignalingClient(FrameReceiver):
@@ -77,16 +95,7 @@ class SignalingClient(FrameReceiver):
 
     async def publish(self, camera: bool = True, microphone: bool = True) -> None:
         pc = self.publish_pc = new_peer_connection([])
-        sources: dict[Any, str] = {}
-        if microphone:
-            sources[pc.addTransceiver(ToneTrack(loud=True), direction="sendonly")] = "microphone"
-        if camera:
-            self.camera = SyntheticVideoTrack()
-            transceiver = pc.addTransceiver(self.camera, direction="sendonly")
-            aiortc_hooks.on_keyframe_request(transceiver.sender, self.camera.request_keyframe)
-            sources[transceiver] = "camera"
-        await set_local_description(pc, await pc.createOffer(), LOOPBACK)
-        mids = {t.mid: source for t, source in sources.items() if t.mid is not None}
+        self.camera, mids = await publish_offer(pc, camera=camera, microphone=microphone)
         await self.send({"type": "publish", "sdp": pc.localDescription.sdp, "sources": mids})
         answer = await self.expect("publish_answer")
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))

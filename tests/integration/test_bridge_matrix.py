@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.devtools.synapse import member_event
+from tests.harness.synapse import member_event
 from tests.integration.conftest import Stack, eventually
 
 JSON = dict[str, Any]

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser
 
-from bridge.devtools.synapse import free_port
+from tests.harness.synapse import free_port
 from tests.integration.browser import (
     FakeElement,
     browser,  # noqa: F401 - fixture

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser
 
-from bridge.devtools.synapse import MatrixUser, member_event
 from bridge.meeting.meeting import Meeting
+from tests.harness.synapse import MatrixUser, member_event
 from tests.integration.browser import (
     FakeElement,
     Participant,
@@ -144,7 +144,7 @@ async def test_two_people_see_and_hear_each_other(meet: Meet) -> None:
     assert meet.stack.bridge is not None
     bridge = meet.stack.bridge
     lifetime = int(meet.stack.config["web.link_lifetime"])
-    expired = bridge.web.links.make(
+    expired = bridge.links.make(
         meet.meeting.id, meet.users["carol"].user_id, bridge.clock.now_ms() // 1000 - lifetime - 5
     )
     carol = await meet.browser_for()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from bridge.devtools.synapse import LocalSynapse, free_ports
+from tests.harness.synapse import LocalSynapse, free_ports
 from tests.integration.conftest import generate_registration, write_bridge_config
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from bridge.devtools.synapse import free_ports
+from tests.harness.synapse import free_ports
 
 
 def entry(data: Path) -> subprocess.CompletedProcess[str]:

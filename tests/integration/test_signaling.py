@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.devtools.synapse import member_event
 from bridge.meeting.meeting import Meeting
+from tests.harness.synapse import member_event
 from tests.integration.conftest import Stack, eventually, png_image
 from tests.integration.signaling_client import SignalingClient
 
@@ -33,7 +33,7 @@ class Meet:
     def link(self, user_id: str, *, age_s: int = 0) -> str:
         assert self.stack.bridge is not None
         now_s = self.stack.bridge.clock.now_ms() // 1000 - age_s
-        return self.stack.bridge.web.links.make(self.meeting.id, user_id, now_s)
+        return self.stack.bridge.links.make(self.meeting.id, user_id, now_s)
 
     def client(self) -> SignalingClient:
         client = SignalingClient(self.base_url, self.meeting.id)
@@ -263,7 +263,7 @@ async def test_crash_and_meeting_end_release_everything(meet: Meet) -> None:
     await bob.close()
     left = await alice.expect("participant_left")
     assert left["participant_id"] == joined_b["participant_id"]
-    live = bridge.web.live.get(meet.meeting.id)
+    live = bridge.meetings.media_of(meet.meeting.id)
     assert live is not None
 
     async def router_released_bob() -> bool:
@@ -277,7 +277,7 @@ async def test_crash_and_meeting_end_release_everything(meet: Meet) -> None:
     assert ended["type"] == "meeting_ended"
 
     async def all_released() -> bool:
-        return bridge.web.live.get(meet.meeting.id) is None and not bridge.web.sessions
+        return bridge.meetings.media_of(meet.meeting.id) is None and not bridge.signaling.sessions
 
     await eventually(all_released)
     stats = live.router.stats()

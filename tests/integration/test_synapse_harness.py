@@ -1,4 +1,4 @@
-"""Tests of bridge.devtools.synapse against real Synapse processes on loopback."""
+"""Tests of tests.harness.synapse against real Synapse processes on loopback."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from bridge.devtools.synapse import (
+from tests.harness.synapse import (
     LocalCA,
     LocalSynapse,
     MatrixRequestError,

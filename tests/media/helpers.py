@@ -17,7 +17,7 @@ from bridge.media import MediaSettings, ParticipantMedia, Router, aiortc_hooks
 from bridge.media.frames import EncodedFrame
 from bridge.media.passthrough import tap_encoded_frames
 from bridge.media.peer import close_peer_connection, new_peer_connection, set_local_description
-from bridge.media.synthetic import (
+from tests.harness.synthetic import (
     LoopedOpusTrack,
     SyntheticVideoTrack,
     ToneTrack,

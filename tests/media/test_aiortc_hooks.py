@@ -15,7 +15,7 @@ from bridge.media import aiortc_hooks
 from bridge.media.frames import EncodedFrame
 from bridge.media.passthrough import tap_encoded_frames
 from bridge.media.peer import close_peer_connection, new_peer_connection, set_local_description
-from bridge.media.synthetic import SyntheticVideoTrack, ToneTrack
+from tests.harness.synthetic import SyntheticVideoTrack, ToneTrack
 
 from .helpers import LOOPBACK, wait_for
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bridge.media.frames import is_h264_keyframe, is_keyframe, is_vp8_keyframe
-from bridge.media.synthetic import SyntheticVideoTrack
+from tests.harness.synthetic import SyntheticVideoTrack
 
 
 async def test_vp8_keyframes_are_recognised_in_real_encoder_output() -> None:

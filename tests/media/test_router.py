@@ -20,7 +20,7 @@ from bridge.media import (
     aiortc_hooks,
 )
 from bridge.media.peer import new_peer_connection
-from bridge.media.synthetic import pattern_frame
+from tests.harness.synthetic import pattern_frame
 
 from .conftest import released
 from .helpers import Client, FakeClock, Meeting, loopback_settings, wait_for

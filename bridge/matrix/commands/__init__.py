@@ -1,41 +1,85 @@
-"""Bot commands: what each one needs and does. The parser is in parser.py."""
+"""Bot commands: what each one needs and does. The parser is in parser.py.
+
+Commands get what they use in a :class:`CommandContext`: the meetings, the room's
+Matrix side (:class:`CommandRooms`, :class:`MeetingPresence`), the link signer and the
+clock. Unit tests hand them recording stand-ins; the bridge hands them the real parts.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from mautrix.types import (
-    EventID,
-    Format,
-    InReplyTo,
-    MessageType,
-    RelatesTo,
-    RoomID,
-    TextMessageEventContent,
-    UserID,
-)
-
+from ...auth.links import LinkSigner
+from ...clock import Clock
+from ...meeting.meeting import Meeting
+from ...meeting.meetings import Meetings
 from ...meeting.roles import Level, Role
-
-if TYPE_CHECKING:
-    from ...context import Bridge
 
 
 class CommandUsageError(Exception):
     """Bad arguments; the message says what was expected."""
 
 
+class CommandRooms(Protocol):
+    """What commands do and ask in Matrix rooms (see :class:`bridge.matrix.rooms.MatrixRooms`)."""
+
+    async def send_notice(
+        self, room_id: str, text: str, html: str | None = None, reply_to: str | None = None
+    ) -> None: ...
+
+    async def room_name(self, room_id: str) -> str | None: ...
+
+    async def display_name(self, room_id: str, user_id: str) -> str | None: ...
+
+    async def invite_levels(self, room_id: str) -> tuple[int, int]:
+        """(the power the room asks to invite, the bot's power)."""
+        ...
+
+    async def is_joined(self, room_id: str, user_id: str) -> bool: ...
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        """Raises :class:`bridge.matrix.rooms.MatrixActionError` when refused."""
+        ...
+
+    async def direct_room(self, user_id: str) -> str: ...
+
+
+class MeetingPresence(Protocol):
+    """How a meeting shows in its room (see :class:`bridge.matrix.meeting_room.MeetingRoom`)."""
+
+    def join_url(self, meeting: Meeting) -> str: ...
+
+    async def publish(self, meeting: Meeting) -> list[str]:
+        """Show a started meeting; returns the event types the bot lacked power for."""
+        ...
+
+    async def retract(self, meeting: Meeting) -> None: ...
+
+
+@dataclass
+class CommandContext:
+    """Everything commands use."""
+
+    meetings: Meetings
+    rooms: CommandRooms
+    meeting_room: MeetingPresence
+    links: LinkSigner
+    clock: Clock
+    prefix: str
+    bot_mxid: str
+
+
 @dataclass
 class CommandEvent:
     """One command as received: who sent it where, and what they may do there."""
 
-    bridge: Bridge
-    room_id: RoomID
-    sender: UserID
-    event_id: EventID
+    ctx: CommandContext
+    room_id: str
+    sender: str
+    event_id: str
     name: str
     args: str
     level: Level
@@ -45,19 +89,14 @@ class CommandEvent:
 
     @property
     def prefix(self) -> str:
-        return str(self.bridge.config["bridge.command_prefix"])
+        return self.ctx.prefix
 
     def example(self, usage: str) -> str:
         """How to type a command here: the prefix is optional only in a direct chat."""
         return usage if self.is_direct else f"{self.prefix} {usage}"
 
     async def reply(self, text: str, html: str | None = None) -> None:
-        content = TextMessageEventContent(msgtype=MessageType.NOTICE, body=text)
-        if html is not None:
-            content.format = Format.HTML
-            content.formatted_body = html
-        content.relates_to = RelatesTo(in_reply_to=InReplyTo(event_id=self.event_id))
-        await self.bridge.bot.send_message(self.room_id, content)
+        await self.ctx.rooms.send_notice(self.room_id, text, html, reply_to=self.event_id)
 
 
 Handler = Callable[[CommandEvent], Awaitable[None]]

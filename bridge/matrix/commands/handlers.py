@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from html import escape
-
-from mautrix.errors import MatrixRequestError
-from mautrix.types import EventType, RoomID, UserID
 
 from ...config import server_of
 from ...meeting.meeting import Meeting, MeetingSummary, format_duration
 from ...meeting.meetings import MeetingError
 from ...meeting.roles import Level, Role
+from ..rooms import MatrixActionError
 from . import Command, CommandEvent, CommandUsageError, code, html_list
+
+log = logging.getLogger("visio.matrix.commands")
 
 MAX_TITLE_LENGTH = 200
 _USER_ID = re.compile(r"^@[a-z0-9._=/+-]+:[A-Za-z0-9.:\[\]-]+$")
@@ -36,11 +37,7 @@ async def cmd_help(evt: CommandEvent) -> None:
 
 
 async def _default_title(evt: CommandEvent) -> str:
-    try:
-        content = await evt.bridge.bot.get_state_event(evt.room_id, EventType.ROOM_NAME)
-        name = getattr(content, "name", None)
-    except MatrixRequestError:
-        name = None
+    name = await evt.ctx.rooms.room_name(evt.room_id)
     return f"{name} meeting" if name else "Meeting"
 
 
@@ -48,8 +45,8 @@ async def cmd_start(evt: CommandEvent) -> None:
     title = evt.args or await _default_title(evt)
     if len(title) > MAX_TITLE_LENGTH:
         raise CommandUsageError(f"The title is too long (at most {MAX_TITLE_LENGTH} characters).")
-    meeting, created = await evt.bridge.meetings.start(evt.room_id, title, evt.sender)
-    room = evt.bridge.matrix.meeting_room
+    meeting, created = await evt.ctx.meetings.start(evt.room_id, title, evt.sender)
+    room = evt.ctx.meeting_room
     url = room.join_url(meeting)
     if not created:
         await evt.reply(
@@ -67,8 +64,8 @@ async def cmd_start(evt: CommandEvent) -> None:
     if missing:
         advice = (
             f"To show the meeting as a widget in this room, a room admin must let "
-            f"{evt.bridge.config.bot_mxid} send state events "
-            f"({', '.join(str(t) for t in missing)}), for example by making it a moderator."
+            f"{evt.ctx.bot_mxid} send state events "
+            f"({', '.join(missing)}), for example by making it a moderator."
         )
         text += "\n" + advice
         html += "<br>" + escape(advice)
@@ -76,7 +73,7 @@ async def cmd_start(evt: CommandEvent) -> None:
 
 
 async def cmd_end(evt: CommandEvent) -> None:
-    meeting = evt.bridge.meetings.live_in_room(evt.room_id)
+    meeting = evt.ctx.meetings.live_in_room(evt.room_id)
     if meeting is None:
         await evt.reply("No meeting is live in this room.")
         return
@@ -86,11 +83,11 @@ async def cmd_end(evt: CommandEvent) -> None:
         )
         return
     try:
-        summary = await evt.bridge.meetings.end(meeting, evt.sender)
+        summary = await evt.ctx.meetings.end(meeting, evt.sender)
     except MeetingError as e:
         await evt.reply(str(e))
         return
-    await evt.bridge.matrix.meeting_room.retract(meeting)
+    await evt.ctx.meeting_room.retract(meeting)
     await evt.reply(*summary_text(summary))
 
 
@@ -115,7 +112,7 @@ def summary_text(summary: MeetingSummary) -> tuple[str, str]:
 
 async def _live_meeting(evt: CommandEvent) -> Meeting | None:
     """The room's live meeting, or None after telling the sender how to start one."""
-    meeting = evt.bridge.meetings.live_in_room(evt.room_id)
+    meeting = evt.ctx.meetings.live_in_room(evt.room_id)
     if meeting is None:
         await evt.reply(
             f"No meeting is live in this room. Start one with {evt.example('start [title]')}."
@@ -131,8 +128,8 @@ async def cmd_status(evt: CommandEvent) -> None:
 
 
 def status_text(evt: CommandEvent, meeting: Meeting) -> tuple[str, str]:
-    duration = format_duration(meeting.duration_ms(evt.bridge.clock.now_ms()))
-    url = evt.bridge.matrix.meeting_room.join_url(meeting)
+    duration = format_duration(meeting.duration_ms(evt.ctx.clock.now_ms()))
+    url = evt.ctx.meeting_room.join_url(meeting)
     names = [p.display_name for p in meeting.participants.values()]
     who = f"{len(names)} in the meeting now" + (f": {', '.join(names)}" if names else "")
     text = (
@@ -153,25 +150,24 @@ async def cmd_invite(evt: CommandEvent) -> None:
         raise CommandUsageError("Give one user id, like @alice:example.org.")
     if len(target) > 255 or not _USER_ID.match(target) or server_of(target) is None:
         raise CommandUsageError(f"{target!r} is not a Matrix user id (like @alice:example.org).")
-    bot = evt.bridge.bot
-    levels = await bot.get_power_levels(evt.room_id)
-    if evt.room_power < levels.invite:
+    rooms = evt.ctx.rooms
+    invite_power, bot_power = await rooms.invite_levels(evt.room_id)
+    if evt.room_power < invite_power:
         await evt.reply("You may not invite people to this room.")
         return
-    create = await evt.bridge.state_store.get_create(evt.room_id)
-    if levels.get_user_level(bot.mxid, create) < levels.invite:
+    if bot_power < invite_power:
         await evt.reply(
             f"I may not invite people to this room: a room admin must give "
-            f"{evt.bridge.config.bot_mxid} the power to invite."
+            f"{evt.ctx.bot_mxid} the power to invite."
         )
         return
-    if await evt.bridge.state_store.is_joined(evt.room_id, UserID(target)):
+    if await rooms.is_joined(evt.room_id, target):
         await evt.reply(f"{target} is already in this room.")
         return
     try:
-        await bot.invite_user(RoomID(evt.room_id), UserID(target))
-    except MatrixRequestError as e:
-        await evt.reply(f"Could not invite {target}: {e.message}")
+        await rooms.invite(evt.room_id, target)
+    except MatrixActionError as e:
+        await evt.reply(f"Could not invite {target}: {e}")
         return
     await evt.reply(f"Invited {target}.")
 
@@ -180,13 +176,12 @@ async def cmd_link(evt: CommandEvent) -> None:
     meeting = await _live_meeting(evt)
     if meeting is None:
         return
-    bridge = evt.bridge
-    now_s = bridge.clock.now_ms() // 1000
-    member = await bridge.state_store.get_member(evt.room_id, evt.sender)
-    name = member.displayname if member is not None else None
-    token = bridge.web.links.make(meeting.id, evt.sender, now_s, name)
-    url = f"{bridge.matrix.meeting_room.join_url(meeting)}#token={token}"
-    until = datetime.fromtimestamp(now_s + bridge.web.links.lifetime_s, UTC)
+    ctx = evt.ctx
+    now_s = ctx.clock.now_ms() // 1000
+    name = await ctx.rooms.display_name(evt.room_id, evt.sender)
+    token = ctx.links.make(meeting.id, evt.sender, now_s, name)
+    url = f"{ctx.meeting_room.join_url(meeting)}#token={token}"
+    until = datetime.fromtimestamp(now_s + ctx.links.lifetime_s, UTC)
     text = (
         f'Your personal link to "{meeting.title}", valid until {until:%Y-%m-%d %H:%M} UTC. '
         f"It signs you in as {evt.sender}: do not share it. {url}"
@@ -196,8 +191,8 @@ async def cmd_link(evt: CommandEvent) -> None:
         f"until {until:%Y-%m-%d %H:%M} UTC. It signs you in as {escape(evt.sender)}: "
         "do not share it."
     )
-    direct = await bridge.matrix.direct_room(evt.sender)
-    await bridge.matrix.send_notice(direct, text, html)
+    direct = await ctx.rooms.direct_room(evt.sender)
+    await ctx.rooms.send_notice(direct, text, html)
     if direct != evt.room_id:
         await evt.reply("I sent you a personal link in a direct message.")
 
@@ -224,4 +219,24 @@ COMMANDS: dict[str, Command] = {
     )
 }
 
-__all__ = ["COMMANDS", "Role"]
+
+async def run_command(evt: CommandEvent) -> None:
+    """Check who may run the command, run it, and answer bad usage in words."""
+    if evt.level < Level.USER:
+        await evt.reply("Sorry, you may not use Visio Bridge. Ask your administrator for access.")
+        return
+    command = COMMANDS.get(evt.name)
+    if command is None:
+        await evt.reply(f"Unknown command {evt.name!r}. Type {evt.example('help')} for the list.")
+        return
+    if evt.level < command.min_level:
+        await evt.reply(f"Sorry, you may not use {evt.name}.")
+        return
+    log.info("%s runs %s in %s", evt.sender, evt.name, evt.room_id)
+    try:
+        await command.handler(evt)
+    except CommandUsageError as e:
+        await evt.reply(f"{e} Usage: {evt.example(command.usage)} (see {evt.example('help')}).")
+
+
+__all__ = ["COMMANDS", "Role", "run_command"]

@@ -14,8 +14,11 @@ Two instances can federate with each other: give each a ``federation_port`` and 
 certificate issued by a shared :class:`LocalCA` (see :meth:`LocalSynapse.federating`);
 their server names are then ``127.0.0.1:<federation_port>``.
 
-:class:`MatrixUser` is a small client-server API client that acts as a human user in
-tests: it creates rooms, sends messages and waits for replies by long-polling ``/sync``.
+:class:`MatrixUser` acts as a human user in tests: it creates rooms, sends messages and
+waits for replies by long-polling ``/sync``. It is built on mautrix's client
+(:class:`mautrix.client.ClientAPI`); answers the tests inspect (events, state, sync)
+stay plain JSON dicts. Error answers raise :class:`MatrixRequestError`, a mautrix
+``MatrixRequestError`` with ``status`` and ``errcode``.
 
 Everything is asyncio; the homeserver is a plain child process (not an asyncio
 subprocess), so one instance may be started in one event loop and stopped in another.
@@ -39,17 +42,28 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
-from urllib.parse import quote
+from typing import IO, Any, cast
 
 import aiohttp
-from yarl import URL
+import mautrix.errors
+from mautrix.api import HTTPAPI, ClientPath, Method, PathBuilder, SynapseAdminPath
+from mautrix.client import ClientAPI
+from mautrix.types import (
+    ContentURI,
+    DeviceID,
+    EventType,
+    RoomCreatePreset,
+    RoomDirectoryVisibility,
+    RoomID,
+    UserID,
+)
+from mautrix.util.logging import TraceLogger
+from multidict import MultiDict
 
 __all__ = [
     "LocalCA",
@@ -99,6 +113,12 @@ _BLOCK_ALL_BUT_LOOPBACK = [
 ]
 
 _HIGH_RATE = {"per_second": 10000, "burst_count": 100000}
+
+#: How often a request answered 429 (rate limited) is sent again.
+_RETRIES_ON_429 = 5
+
+#: mautrix logs each request (at DEBUG) here, apart from the bridge's ``mau.*`` loggers.
+_HTTP_LOG = cast(TraceLogger, logging.getLogger(f"{__name__}.http"))
 
 #: The sync filter used by :class:`MatrixUser`: timelines of every room, nothing else.
 #: One ``since`` token serves all rooms, so the filter must not be narrowed to one room
@@ -319,16 +339,23 @@ def _write_private(path: Path, data: bytes) -> None:
 # --------------------------------------------------------------------------- errors
 
 
-class MatrixRequestError(Exception):
-    """A Matrix HTTP request answered with an error status."""
+class MatrixRequestError(mautrix.errors.MatrixRequestError):
+    """A Matrix HTTP request answered with an error status.
+
+    A mautrix :class:`~mautrix.errors.MatrixRequestError` (``http_status``, ``errcode``,
+    ``message``) that also names the request: ``status``, ``error``, ``method`` and
+    ``url``. The specific mautrix error (``MForbidden``, ...) is its ``__cause__``.
+    """
+
+    errcode: str | None  # type: ignore[assignment]  # None when the body had none
 
     def __init__(
         self, status: int, errcode: str | None, error: str, method: str, url: str
     ) -> None:
         super().__init__(f"{method} {url} -> {status} {errcode or ''}: {error}".strip())
-        self.status = status
+        self.status = self.http_status = status
         self.errcode = errcode
-        self.error = error
+        self.error = self.message = error
         self.method = method
         self.url = url
 
@@ -337,61 +364,73 @@ class SynapseStartError(RuntimeError):
     """Synapse did not come up; the message holds the end of its logs."""
 
 
-def _path_segment(value: str) -> str:
-    """Percent-encode one path segment (room ids, user ids, event types, ...)."""
-    return quote(value, safe="")
+# --------------------------------------------------------------------------- HTTP
 
 
-async def _request_json(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    json_body: Any = None,
-    params: Mapping[str, str | Sequence[str]] | None = None,
-    access_token: str | None = None,
-    request_timeout: float = 30.0,
-    retries_on_429: int = 5,
-) -> Any:
-    """Send one Matrix request and return the decoded JSON body.
+class _HarnessAPI(HTTPAPI):
+    """mautrix's request sender with what tests expect on top.
 
-    Raises :class:`MatrixRequestError` on any non-2xx answer, after retrying a few
-    times on 429 (honouring ``retry_after_ms``).
+    Every request has a deadline (``request_timeout`` seconds, or ``timeout=``), an
+    answer 429 is retried a few times with a growing pause, and error answers raise
+    :class:`MatrixRequestError`.
     """
-    target = URL(url, encoded=True)
-    if params:
-        query: list[tuple[str, str]] = []
-        for key, value in params.items():
-            if isinstance(value, str):
-                query.append((key, value))
-            else:
-                query.extend((key, item) for item in value)
-        target = target.update_query(query)
-    headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
-    attempt = 0
-    while True:
-        async with session.request(
-            method,
-            target,
-            json=json_body,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=request_timeout),
-        ) as response:
-            text = await response.text()
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        client_session: aiohttp.ClientSession,
+        *,
+        request_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(base_url, token, client_session=client_session, log=_HTTP_LOG)
+        self.request_timeout = request_timeout
+
+    async def request(
+        self,
+        method: Method,
+        path: PathBuilder | str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline per request
+        **kwargs: Any,
+    ) -> Any:
+        attempt = 0
+        while True:
             try:
-                body: Any = json.loads(text) if text else {}
-            except ValueError:
-                body = {"error": text[:500]}
-            if 200 <= response.status < 300:
-                return body
-            errcode = body.get("errcode") if isinstance(body, dict) else None
-            error = str(body.get("error", "")) if isinstance(body, dict) else str(body)
-            if response.status == 429 and attempt < retries_on_429:
-                attempt += 1
-                delay_ms = body.get("retry_after_ms", 500) if isinstance(body, dict) else 500
-                await asyncio.sleep(min(float(delay_ms), 5000.0) / 1000)
-                continue
-            raise MatrixRequestError(response.status, errcode, error, method, str(target))
+                async with asyncio.timeout(timeout or self.request_timeout):
+                    return await super().request(method, path, *args, **kwargs)
+            except mautrix.errors.MatrixRequestError as exc:
+                if exc.http_status == 429 and attempt < _RETRIES_ON_429:
+                    # mautrix keeps no retry_after_ms, so back off 0.5, 1, 2, 4, 5 s.
+                    await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+                    attempt += 1
+                    continue
+                url = f"{self.base_url}/{str(path).lstrip('/')}"
+                error = exc.message or getattr(exc, "text", "") or ""
+                raise MatrixRequestError(
+                    exc.http_status, exc.errcode, error, str(method), url
+                ) from exc
+
+
+@contextlib.asynccontextmanager
+async def _unauthenticated_api(url: str) -> AsyncIterator[_HarnessAPI]:
+    """A :class:`_HarnessAPI` without access token, on a session closed afterwards."""
+    async with aiohttp.ClientSession() as session:
+        yield _HarnessAPI(url, "", session)
+
+
+def _query(params: Mapping[str, str | Sequence[str]] | None) -> MultiDict[str] | None:
+    """Query parameters, a sequence value giving the key once per item."""
+    if not params:
+        return None
+    query: MultiDict[str] = MultiDict()
+    for key, value in params.items():
+        if isinstance(value, str):
+            query.add(key, value)
+        else:
+            for item in value:
+                query.add(key, item)
+    return query
 
 
 # --------------------------------------------------------------------------- users
@@ -414,12 +453,16 @@ class RegisteredUser:
 
 
 class MatrixUser:
-    """A minimal Matrix client acting as a human user, for tests.
+    """A Matrix client acting as a human user, for tests, on mautrix's :class:`ClientAPI`.
 
     One aiohttp session per user, created on first use; call :meth:`close` (or use
     ``async with``). Sync state (the ``since`` token, the timelines seen so far and
     pending invites) is kept per instance, so a wait never misses an event an earlier
     sync already returned.
+
+    Calls that give back ids go through mautrix's typed methods; events, state,
+    members and other answers are returned as the server's plain JSON (dicts), from
+    raw requests through the same mautrix client (:attr:`api`).
     """
 
     def __init__(
@@ -436,7 +479,8 @@ class MatrixUser:
         self.access_token = access_token
         self.device_id = device_id
         self.request_timeout = request_timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._api: _HarnessAPI | None = None
+        self._client_api: ClientAPI | None = None
         self._since: str | None = None
         self._sync_lock = asyncio.Lock()
         self._timelines: dict[str, list[JSON]] = {}
@@ -460,16 +504,36 @@ class MatrixUser:
 
     async def close(self) -> None:
         """Close the HTTP session (the access token stays valid)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        api, self._api, self._client_api = self._api, None, None
+        if api is not None:
+            await api.session.close()
+
+    @property
+    def client_api(self) -> ClientAPI:
+        """mautrix's client for this user (with a new session after :meth:`close`)."""
+        if self._client_api is None or self._client_api.api.session.closed:
+            self._api = _HarnessAPI(
+                self.homeserver_url,
+                self.access_token,
+                aiohttp.ClientSession(),
+                request_timeout=self.request_timeout,
+            )
+            self._client_api = ClientAPI(
+                UserID(self.user_id), DeviceID(self.device_id or ""), api=self._api
+            )
+        return self._client_api
+
+    @property
+    def api(self) -> _HarnessAPI:
+        """The HTTP API under :attr:`client_api`, for raw requests."""
+        api = self.client_api.api
+        assert isinstance(api, _HarnessAPI)
+        return api
 
     @property
     def session(self) -> aiohttp.ClientSession:
         """The user's aiohttp session (created on first use)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
+        return self.api.session
 
     async def request(
         self,
@@ -481,66 +545,37 @@ class MatrixUser:
         request_timeout: float | None = None,
     ) -> Any:
         """Call the homeserver with this user's token; ``path`` must be percent-encoded."""
-        return await _request_json(
-            self.session,
-            method,
-            self.homeserver_url + path,
-            json_body=json_body,
-            params=params,
-            access_token=self.access_token,
-            request_timeout=request_timeout or self.request_timeout,
+        return await self.api.request(
+            Method(method.upper()),
+            path,
+            json_body,
+            query_params=_query(params),
+            timeout=request_timeout,
         )
 
     # ----------------------------------------------------------------- account
 
     async def whoami(self) -> JSON:
         """``GET /account/whoami``."""
-        result: JSON = await self.request("GET", "/_matrix/client/v3/account/whoami")
+        result: JSON = await self.api.request(Method.GET, ClientPath.v3.account.whoami)
         return result
 
     async def set_display_name(self, display_name: str) -> None:
         """Set the user's global display name."""
-        await self.request(
-            "PUT",
-            f"/_matrix/client/v3/profile/{_path_segment(self.user_id)}/displayname",
-            json_body={"displayname": display_name},
-        )
+        await self.client_api.set_displayname(display_name, check_current=False)
 
     async def upload(self, data: bytes, content_type: str, filename: str = "file") -> str:
         """Upload media; returns its ``mxc://`` URI."""
-        async with self.session.post(
-            f"{self.homeserver_url}/_matrix/media/v3/upload",
-            params={"filename": filename},
-            data=data,
-            headers={
-                "Content-Type": content_type,
-                "Authorization": f"Bearer {self.access_token}",
-            },
-        ) as response:
-            body = await response.json(content_type=None)
-            if response.status != 200:
-                raise MatrixRequestError(
-                    response.status,
-                    body.get("errcode"),
-                    str(body.get("error", "")),
-                    "POST",
-                    str(response.url),
-                )
-        return str(body["content_uri"])
+        uri = await self.client_api.upload_media(data, mime_type=content_type, filename=filename)
+        return str(uri)
 
     async def set_avatar_url(self, mxc: str) -> None:
-        await self.request(
-            "PUT",
-            f"/_matrix/client/v3/profile/{_path_segment(self.user_id)}/avatar_url",
-            json_body={"avatar_url": mxc},
-        )
+        await self.client_api.set_avatar_url(ContentURI(mxc), check_current=False)
 
     async def request_openid_token(self) -> JSON:
         """Get ``{access_token, token_type, matrix_server_name, expires_in}``."""
-        result: JSON = await self.request(
-            "POST",
-            f"/_matrix/client/v3/user/{_path_segment(self.user_id)}/openid/request_token",
-            json_body={},
+        result: JSON = await self.api.request(
+            Method.POST, ClientPath.v3.user[self.user_id].openid.request_token, {}
         )
         return result
 
@@ -561,49 +596,39 @@ class MatrixUser:
         initial_state: Iterable[Mapping[str, Any]] = (),
         extra: Mapping[str, Any] | None = None,
     ) -> str:
-        """Create a room and return its id. ``extra`` is merged into the request body."""
-        body: JSON = {"preset": preset, "is_direct": is_direct, "invite": list(invite)}
-        if name is not None:
-            body["name"] = name
-        if topic is not None:
-            body["topic"] = topic
-        if alias_localpart is not None:
-            body["room_alias_name"] = alias_localpart
-        if visibility is not None:
-            body["visibility"] = visibility
-        if room_version is not None:
-            body["room_version"] = room_version
-        if power_level_override is not None:
-            body["power_level_content_override"] = dict(power_level_override)
-        state = [dict(event) for event in initial_state]
-        if state:
-            body["initial_state"] = state
-        if extra:
-            body.update(extra)
-        result = await self.request("POST", "/_matrix/client/v3/createRoom", json_body=body)
-        room_id: str = result["room_id"]
-        return room_id
+        """Create a room and return its id.
+
+        ``extra`` adds fields to the request body (the named arguments take precedence).
+        """
+        return await self.client_api.create_room(
+            alias_localpart=alias_localpart,
+            visibility=RoomDirectoryVisibility(visibility or "private"),
+            preset=RoomCreatePreset(preset),
+            name=name,
+            topic=topic,
+            is_direct=is_direct,
+            invitees=[UserID(user_id) for user_id in invite],
+            initial_state=[dict(event) for event in initial_state],
+            room_version=room_version,  # type: ignore[arg-type]  # mautrix: str = None
+            power_level_override=(
+                dict(power_level_override) if power_level_override is not None else None
+            ),
+            custom_request_fields=dict(extra) if extra else None,
+        )
 
     async def invite(self, room_id: str, user_id: str, reason: str | None = None) -> None:
         """Invite ``user_id`` into the room."""
-        body: JSON = {"user_id": user_id}
-        if reason:
-            body["reason"] = reason
-        await self.request(
-            "POST", f"/_matrix/client/v3/rooms/{_path_segment(room_id)}/invite", json_body=body
-        )
+        await self.client_api.invite_user(RoomID(room_id), UserID(user_id), reason)
 
     async def join(self, room_id_or_alias: str, via: Sequence[str] = ()) -> str:
         """Join a room by id or alias (``via``: servers to join through); return its id."""
-        params: dict[str, Sequence[str]] | None = None
-        if via:
-            # ``via`` is the current name (MSC4156); ``server_name`` the older one.
-            params = {"via": list(via), "server_name": list(via)}
-        result = await self.request(
-            "POST",
-            f"/_matrix/client/v3/join/{_path_segment(room_id_or_alias)}",
-            json_body={},
-            params=params,
+        # A raw request: mautrix's join_room sends only ``server_name`` and retries
+        # failures for up to 100 s; ``via`` is the current name (MSC4156).
+        result = await self.api.request(
+            Method.POST,
+            ClientPath.v3.join[room_id_or_alias],
+            {},
+            query_params=_query({"via": list(via), "server_name": list(via)}),
         )
         room_id: str = result["room_id"]
         self._invites.pop(room_id, None)
@@ -611,26 +636,16 @@ class MatrixUser:
 
     async def leave(self, room_id: str, reason: str | None = None) -> None:
         """Leave the room (or reject an invite)."""
-        body: JSON = {"reason": reason} if reason else {}
-        await self.request(
-            "POST", f"/_matrix/client/v3/rooms/{_path_segment(room_id)}/leave", json_body=body
-        )
+        await self.client_api.leave_room(RoomID(room_id), reason, raise_not_in_room=True)
         self._invites.pop(room_id, None)
 
     async def kick(self, room_id: str, user_id: str, reason: str | None = None) -> None:
         """Kick ``user_id`` from the room."""
-        body: JSON = {"user_id": user_id}
-        if reason:
-            body["reason"] = reason
-        await self.request(
-            "POST", f"/_matrix/client/v3/rooms/{_path_segment(room_id)}/kick", json_body=body
-        )
+        await self.client_api.kick_user(RoomID(room_id), UserID(user_id), reason or "")
 
     async def joined_members(self, room_id: str) -> dict[str, JSON]:
         """``{user_id: {display_name, avatar_url}}`` of the joined members."""
-        result = await self.request(
-            "GET", f"/_matrix/client/v3/rooms/{_path_segment(room_id)}/joined_members"
-        )
+        result = await self.api.request(Method.GET, ClientPath.v3.rooms[room_id].joined_members)
         joined: dict[str, JSON] = result.get("joined", {})
         return joined
 
@@ -640,14 +655,12 @@ class MatrixUser:
         self, room_id: str, event_type: str, content: Mapping[str, Any], txn_id: str | None = None
     ) -> str:
         """Send a message-like event; return its event id."""
-        txn = txn_id or uuid.uuid4().hex
-        result = await self.request(
-            "PUT",
-            f"/_matrix/client/v3/rooms/{_path_segment(room_id)}/send/"
-            f"{_path_segment(event_type)}/{_path_segment(txn)}",
-            json_body=dict(content),
+        event_id = await self.client_api.send_message_event(
+            RoomID(room_id),
+            EventType.find(event_type, EventType.Class.MESSAGE),
+            cast(Any, dict(content)),  # mautrix sends a dict as it is
+            txn_id,
         )
-        event_id: str = result["event_id"]
         self._last_sent[room_id] = event_id
         return event_id
 
@@ -659,23 +672,20 @@ class MatrixUser:
         self, room_id: str, event_type: str, state_key: str, content: Mapping[str, Any]
     ) -> str:
         """Send a state event; return its event id."""
-        result = await self.request(
-            "PUT",
-            f"/_matrix/client/v3/rooms/{_path_segment(room_id)}/state/"
-            f"{_path_segment(event_type)}/{_path_segment(state_key)}",
-            json_body=dict(content),
+        event_id = await self.client_api.send_state_event(
+            RoomID(room_id),
+            EventType.find(event_type, EventType.Class.STATE),
+            cast(Any, dict(content)),  # mautrix sends a dict as it is
+            state_key,
         )
-        event_id: str = result["event_id"]
         self._last_sent[room_id] = event_id
         return event_id
 
     async def get_state(self, room_id: str, event_type: str, state_key: str = "") -> JSON | None:
         """The content of one state event, or ``None`` if there is none."""
         try:
-            result: JSON = await self.request(
-                "GET",
-                f"/_matrix/client/v3/rooms/{_path_segment(room_id)}/state/"
-                f"{_path_segment(event_type)}/{_path_segment(state_key)}",
+            result: JSON = await self.api.request(
+                Method.GET, ClientPath.v3.rooms[room_id].state[event_type][state_key]
             )
         except MatrixRequestError as exc:
             if exc.status == 404:
@@ -685,9 +695,7 @@ class MatrixUser:
 
     async def get_all_state(self, room_id: str) -> list[JSON]:
         """All current state events of the room (full events, not just contents)."""
-        result: list[JSON] = await self.request(
-            "GET", f"/_matrix/client/v3/rooms/{_path_segment(room_id)}/state"
-        )
+        result: list[JSON] = await self.api.request(Method.GET, ClientPath.v3.rooms[room_id].state)
         return result
 
     async def set_power_levels(
@@ -740,11 +748,11 @@ class MatrixUser:
             params = {"timeout": str(int(long_poll * 1000)), "filter": _SYNC_FILTER}
             if self._since is not None:
                 params["since"] = self._since
-            result = await self.request(
-                "GET",
-                "/_matrix/client/v3/sync",
-                params=params,
-                request_timeout=long_poll + self.request_timeout,
+            result = await self.api.request(
+                Method.GET,
+                ClientPath.v3.sync,
+                query_params=params,
+                timeout=long_poll + self.request_timeout,
             )
             rooms = result.get("rooms", {})
             for section in ("join", "leave"):
@@ -1210,7 +1218,7 @@ class LocalSynapse:
         self._ensure_signing_key()
         for name in ("registration_shared_secret", "macaroon_secret_key", "form_secret"):
             self._secret(name)
-        header = "# Generated by bridge.devtools.synapse; rewritten on every start.\n"
+        header = "# Generated by tests.harness.synapse; rewritten on every start.\n"
         for path, content in (
             (self.directory / "log.config", self.build_log_config()),
             (self.config_path, self.build_config()),
@@ -1356,9 +1364,9 @@ class LocalSynapse:
 
         An existing user keeps its admin flag; only the password is checked.
         """
-        url = f"{self.url}/_synapse/admin/v1/register"
-        async with aiohttp.ClientSession() as session:
-            nonce: str = (await _request_json(session, "GET", url))["nonce"]
+        path = SynapseAdminPath.v1.register
+        async with _unauthenticated_api(self.url) as api:
+            nonce: str = (await api.request(Method.GET, path))["nonce"]
             mac = hmac.new(self.registration_shared_secret.encode(), digestmod=hashlib.sha1)
             for part in (nonce, localpart, password):
                 mac.update(part.encode("utf8"))
@@ -1374,7 +1382,7 @@ class LocalSynapse:
             if displayname is not None:
                 body["displayname"] = displayname
             try:
-                result = await _request_json(session, "POST", url, json_body=body)
+                result = await api.request(Method.POST, path, body, sensitive=True)
             except MatrixRequestError as exc:
                 if exc.errcode != "M_USER_IN_USE":
                     raise
@@ -1388,20 +1396,14 @@ class LocalSynapse:
 
     async def login(self, localpart: str, password: str) -> RegisteredUser:
         """Log in with a password (a new device and access token each time)."""
-        body = {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": localpart},
-            "password": password,
-            "initial_device_display_name": "bridge.devtools.synapse",
-        }
-        async with aiohttp.ClientSession() as session:
-            result = await _request_json(
-                session, "POST", f"{self.url}/_matrix/client/v3/login", json_body=body
+        async with _unauthenticated_api(self.url) as api:
+            result = await ClientAPI(api=api).login(
+                UserID(localpart), password=password, device_name="tests.harness.synapse"
             )
         return RegisteredUser(
-            user_id=result["user_id"],
-            access_token=result["access_token"],
-            device_id=result.get("device_id"),
+            user_id=result.user_id,
+            access_token=result.access_token,
+            device_id=result.device_id,
             homeserver_url=self.url,
         )
 

@@ -12,7 +12,7 @@ from bridge.config import Config, ConfigError, Level, load_config
 from bridge.config_update import comments_by_path
 from tests.conftest import make_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_example_config_at_top_level_is_the_packaged_one() -> None:

@@ -1,4 +1,4 @@
-"""The whole system on this machine, one command: ``python3 -m bridge.devtools.demo``.
+"""The whole system on this machine, one command: ``python3 -m tests.devtools.demo``.
 
 Makes the virtual environment, starts a local Synapse (SQLite, loopback) with the
 bridge registered, starts the bridge, creates a demo user, a room with the bot in it and
@@ -13,7 +13,7 @@ import sys
 from .bootstrap import ROOT, reexec_in_venv
 
 if __name__ == "__main__":
-    reexec_in_venv("bridge.devtools.demo", "synapse")
+    reexec_in_venv("tests.devtools.demo", "synapse")
 
 import argparse
 import asyncio
@@ -28,9 +28,9 @@ from pathlib import Path
 import aiohttp
 from ruamel.yaml import YAML
 
-from ..config import load_config
-from ..web.links import LinkSigner
-from .synapse import LocalSynapse, MatrixUser, member_event
+from bridge.auth.links import LinkSigner
+from bridge.config import load_config
+from tests.harness.synapse import LocalSynapse, MatrixUser, member_event
 
 STATE = ROOT / ".demo"
 DEMO_USER = "demo"
@@ -64,6 +64,9 @@ def write_config(path: Path, hs_port: int, as_port: int, web_port: int) -> None:
     data["web"]["public_url"] = f"http://127.0.0.1:{web_port}"
     data["bridge"]["permissions"] = {"*": "none", "localhost": "user", "@demo:localhost": "admin"}
     data["media"]["host_addresses"] = ["127.0.0.1"]
+    # The demo runs on one machine: browsers and homeservers are on loopback.
+    data["media"]["allow_private_candidates"] = True
+    data["federation"]["allow_private_addresses"] = True
     with path.open("w") as stream:
         yaml.dump(data, stream)
 

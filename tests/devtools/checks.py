@@ -1,4 +1,4 @@
-"""The whole test suite, one command: ``python3 -m bridge.devtools.checks``.
+"""The whole test suite, one command: ``python3 -m tests.devtools.checks``.
 
 Installs what the suite needs (the virtual environment with the test extras; Debian's
 chromium for the browser tests when run as root), makes sure the local PostgreSQL is
@@ -13,7 +13,7 @@ import sys
 from .bootstrap import ROOT, reexec_in_venv
 
 if __name__ == "__main__":
-    reexec_in_venv("bridge.devtools.checks", "test")
+    reexec_in_venv("tests.devtools.checks", "test")
 
 import os
 import shutil

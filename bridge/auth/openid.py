@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,7 @@ from yarl import URL
 from ..config import is_valid_server_name, server_of
 from ..refusal import Refusal
 
-log = logging.getLogger("visio.federation.openid")
+log = logging.getLogger("visio.auth.openid")
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,1024}$")
 _USERINFO = "/_matrix/federation/v1/openid/userinfo"
@@ -39,13 +40,32 @@ class OpenIDVerifier:
         own_address: str,
         allowed_servers: set[str],
         server_urls: dict[str, str],
-        session: aiohttp.ClientSession,
+        ca_file: str = "",
     ) -> None:
         self.own_server = own_server
         self.allowed_servers = allowed_servers
         self.server_urls = {own_server: own_address, **server_urls}
-        self.session = session
+        self.ca_file = ca_file
+        self._session: aiohttp.ClientSession | None = None
         self._discovered: dict[str, str] = {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP client, made on first use (inside the running event loop)."""
+        if self._session is None:
+            ssl_context = ssl.create_default_context()
+            if self.ca_file:
+                ssl_context.load_verify_locations(cafile=self.ca_file)
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=15),
+                connector=aiohttp.TCPConnector(ssl=ssl_context),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def verify(self, server_name: Any, token: Any) -> str:
         """The user id the token belongs to, or OpenIDError."""

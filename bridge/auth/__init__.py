@@ -1,0 +1,33 @@
+"""Sign-in: personal links, OpenID at the user's homeserver, and the room checks, giving
+a verified :class:`~bridge.meeting.identity.Identity` or a refusal."""
+
+from __future__ import annotations
+
+from .links import LinkError, LinkGrant, LinkSigner
+from .openid import OpenIDError, OpenIDVerifier
+from .signin import (
+    Credential,
+    LinkCredential,
+    MemberProfile,
+    OpenIDCredential,
+    RoomDirectory,
+    RoomPower,
+    RoomUnavailable,
+    SignIn,
+)
+
+__all__ = [
+    "Credential",
+    "LinkCredential",
+    "LinkError",
+    "LinkGrant",
+    "LinkSigner",
+    "MemberProfile",
+    "OpenIDCredential",
+    "OpenIDError",
+    "OpenIDVerifier",
+    "RoomDirectory",
+    "RoomPower",
+    "RoomUnavailable",
+    "SignIn",
+]

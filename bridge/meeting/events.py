@@ -1,0 +1,83 @@
+"""What a meeting tells each participant's door, whatever the door's protocol is.
+
+A door (our WebSocket, the LiveKit protocol, a trunk, an in-process listener) gets these
+through :meth:`bridge.meeting.attendee.Attendee.deliver` and translates them into its
+own messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .media import Kind, Source
+
+if TYPE_CHECKING:
+    from .live import Participant
+    from .meeting import Meeting
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """A track someone publishes in the meeting."""
+
+    participant_id: str
+    source: Source
+    kind: Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The first event a participant gets: the meeting as it is when they come in.
+
+    Sent before any server offer and before the others hear of them.
+    """
+
+    participant: Participant
+    meeting: Meeting
+    others: tuple[Participant, ...]
+    tracks: tuple[Track, ...]
+    active_speaker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantJoined:
+    participant: Participant
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantUpdated:
+    """Mute or hand changed (the participant object holds the new state)."""
+
+    participant: Participant
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLeft:
+    participant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackAdded:
+    track: Track
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRemoved:
+    track: Track
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerChanged:
+    participant_id: str | None
+
+
+MeetingEvent = (
+    Welcome
+    | ParticipantJoined
+    | ParticipantUpdated
+    | ParticipantLeft
+    | TrackAdded
+    | TrackRemoved
+    | SpeakerChanged
+)

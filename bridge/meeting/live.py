@@ -1,0 +1,111 @@
+"""A live meeting's people and media: participants, their router, tracks, speaker.
+
+:class:`Participant` is what a door holds for someone it admitted: every change that
+person makes (publish, answer, mute, hand, leave) goes through it, and so through
+:class:`~bridge.meeting.meetings.Meetings`, whatever the door.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from .attendee import Attendee
+from .events import MeetingEvent, Track
+from .media import MediaError, MediaRouter, ParticipantMedia
+from .meeting import Meeting
+from .roles import Role
+
+if TYPE_CHECKING:
+    from .identity import Identity
+    from .meetings import Meetings
+
+log = logging.getLogger("visio.meeting.live")
+
+
+class Participant:
+    """Someone in a live meeting right now, through one door."""
+
+    def __init__(
+        self,
+        meetings: Meetings,
+        meeting: Meeting,
+        participant_id: str,
+        identity: Identity,
+        display_name: str,
+        joined_at: int,
+        attendee: Attendee,
+    ) -> None:
+        self.id = participant_id
+        self.user_id = identity.user_id
+        self.server = identity.server
+        self.display_name = display_name
+        self.avatar_url = identity.avatar_url
+        self.role: Role = identity.role
+        self.joined_at = joined_at
+        self.audio_muted = False
+        self.video_muted = False
+        self.hand_raised = False
+        self.meeting = meeting
+        self.attendee = attendee
+        self.media: ParticipantMedia | None = None
+        self._meetings = meetings
+
+    def __repr__(self) -> str:
+        return f"<Participant {self.id} {self.user_id} in {self.meeting.id}>"
+
+    @property
+    def present(self) -> bool:
+        """Still in the meeting (not left, replaced, dismissed or ended)."""
+        return self.meeting.participants.get(self.id) is self
+
+    def _media(self) -> ParticipantMedia:
+        if not self.present or self.media is None:
+            raise MediaError("You are no longer in this meeting.", code="not_joined")
+        return self.media
+
+    async def publish(self, offer_sdp: str, sources: Mapping[str, str]) -> str:
+        """Publish (or change) this participant's tracks; returns the answer SDP.
+        Raises :class:`~bridge.meeting.media.MediaError` on a bad offer."""
+        return await self._media().publish(offer_sdp, sources)
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        """Apply the participant's answer to the server's last offer."""
+        await self._media().accept_answer(answer_sdp)
+
+    async def set_muted(self, audio: bool, video: bool) -> None:
+        await self._meetings.update(self, audio_muted=audio, video_muted=video)
+
+    async def raise_hand(self, raised: bool) -> None:
+        await self._meetings.update(self, hand_raised=raised)
+
+    async def leave(self) -> None:
+        """Leave the meeting; safe to call more than once, and after a dismissal."""
+        await self._meetings.leave(self)
+
+
+class LiveMeeting:
+    """The media side of one live meeting that has (or is admitting) people."""
+
+    def __init__(self, meeting: Meeting) -> None:
+        self.meeting = meeting
+        self.router: MediaRouter | None = None
+        self.tracks: dict[str, Track] = {}
+        self.active_speaker: str | None = None
+        #: Joins in progress: they keep the router open until they are in or refused.
+        self.admitting = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.meeting.participants and self.admitting == 0
+
+    def broadcast(self, event: MeetingEvent, exclude: str | None = None) -> None:
+        """Deliver an event to everyone in the meeting; one failing door hurts no other."""
+        for participant in list(self.meeting.participants.values()):
+            if participant.id == exclude:
+                continue
+            try:
+                participant.attendee.deliver(event)
+            except Exception:
+                log.exception("Delivering %s to %s failed", type(event).__name__, participant)

@@ -1,0 +1,121 @@
+"""The media interface the meeting drives, and the events media reports back.
+
+The meeting domain owns this interface; :mod:`bridge.media` (the SFU on aiortc)
+implements it. Nothing here knows how media moves: a router per live meeting takes
+participants, answers their publish offers, sends them offers for what they receive, and
+reports what happens as :data:`MediaEvent` values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from ..refusal import Refusal
+
+Source = Literal["camera", "microphone", "screen"]
+Kind = Literal["audio", "video"]
+
+#: Carries a server offer (for what the participant receives) to the participant.
+SendOffer = Callable[[str], Awaitable[None]]
+
+
+class MediaError(Refusal, ValueError):
+    """A participant's media request was refused.
+
+    Raised for input a client controls (SDP offers and answers, source labels,
+    participant ids) and for requests that make no sense in the current state.
+    ``str(error)`` is a plain sentence that can be shown to the user as is.
+    """
+
+    def __init__(self, message: str, code: str = "bad_sdp") -> None:
+        super().__init__(code, message)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPublished:
+    """A participant's track is live and is being forwarded to the others.
+
+    ``track_id`` is ``"<participant_id>/<source>"``; a subscriber sees the track in SDP
+    as ``a=msid:<participant_id> <source>``.
+    """
+
+    participant_id: str
+    track_id: str
+    kind: Kind
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUnpublished:
+    """A participant's track ended (renegotiated away, or the participant left)."""
+
+    participant_id: str
+    track_id: str
+    kind: Kind
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSpeaker:
+    """The participant who now speaks loudest (after hysteresis)."""
+
+    participant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantMediaClosed:
+    """Everything a participant held was released.
+
+    ``reason`` is one of ``"left"`` (``ParticipantMedia.close()``), ``"connection lost"``
+    (either connection failed, timed out on ICE consent, or the peer closed it),
+    ``"no answer"`` (the client did not answer an offer in time), ``"signaling failed"``
+    (``send_offer`` raised) or ``"router closed"``.
+    """
+
+    participant_id: str
+    reason: str
+
+
+MediaEvent = TrackPublished | TrackUnpublished | ActiveSpeaker | ParticipantMediaClosed
+
+
+class ParticipantMedia(Protocol):
+    """One participant's media in one meeting."""
+
+    async def publish(self, offer_sdp: str, sources: Mapping[str, str]) -> str:
+        """Answer an offer on the publish connection (raises :class:`MediaError`)."""
+        ...
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        """Apply the participant's answer to the last server offer."""
+        ...
+
+    async def close(self, reason: str = "left") -> None:
+        """Release everything the participant holds; safe to call more than once."""
+        ...
+
+
+class MediaRouter(Protocol):
+    """The media of one live meeting."""
+
+    def add_participant(self, participant_id: str, send_offer: SendOffer) -> ParticipantMedia:
+        """Add a participant; they receive every track published so far."""
+        ...
+
+    async def close(self) -> None:
+        """Release every participant's media."""
+        ...
+
+    def stats(self) -> object:
+        """What the router holds (for tests, metrics and benchmarks)."""
+        ...
+
+
+class MediaService(Protocol):
+    """Opens one router per live meeting."""
+
+    def open_router(
+        self, meeting_id: str, on_event: Callable[[MediaEvent], None]
+    ) -> MediaRouter: ...

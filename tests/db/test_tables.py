@@ -1,0 +1,60 @@
+"""Migrations and tables, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from mautrix.util.async_db import Database
+
+from bridge.db import Storage, upgrade_table
+from bridge.meeting.meeting import Meeting, MeetingState, Stay
+
+
+def meeting_row(meeting_id: str, room_id: str, title: str, started_at: int) -> Meeting:
+    return Meeting(meeting_id, room_id, title, "@a:x", started_at, f"visio_{meeting_id}")
+
+
+async def test_migrations_create_the_tables_and_are_idempotent(database_url: str) -> None:
+    for _ in range(2):  # a second start finds the schema current and changes nothing
+        db = Database.create(database_url, upgrade_table=upgrade_table)
+        await db.start()
+        for table in ("meeting", "attendance", "handled_transaction", "direct_room"):
+            assert await db.table_exists(table)
+        assert await db.fetchval("SELECT version FROM version") == len(upgrade_table.upgrades)
+        await db.stop()
+
+
+async def test_one_live_meeting_per_room_is_enforced_by_the_database(storage: Storage) -> None:
+    row = meeting_row("m1", "!room", "Budget", 1)
+    await storage.meetings.insert(row)
+    with pytest.raises(Exception):  # noqa: B017 - asyncpg and sqlite3 raise different types
+        await storage.meetings.insert(meeting_row("m2", "!room", "Other", 2))
+    row.state, row.ended_at, row.ended_by = MeetingState.ENDED, 5, "@a:x"
+    await storage.meetings.save(row)
+    await storage.meetings.insert(meeting_row("m3", "!room", "Next", 6))
+    assert (await storage.meetings.get_live_in_room("!room")).id == "m3"  # type: ignore[union-attr]
+    assert (await storage.meetings.get("m1")) == row
+
+
+async def test_transactions_are_recorded_once_per_digest(storage: Storage) -> None:
+    table = storage.transactions
+    assert await table.mark_handled("1", "digest-a", 1000)
+    assert not await table.mark_handled("1", "digest-a", 2000)
+    assert await table.is_handled("1", "digest-a")
+    # A reset homeserver reusing txn id 1 with other events is a new transaction.
+    assert await table.mark_handled("1", "digest-b", 3000)
+    assert not await table.is_handled("1", "digest-a")
+    await table.prune(now_ms=3000 + 8 * 24 * 3600 * 1000)
+    assert not await table.is_handled("1", "digest-b")
+
+
+async def test_attendance_stays(storage: Storage) -> None:
+    await storage.meetings.insert(meeting_row("m1", "!r", "T", 0))
+    await storage.attendance.record_join(Stay("m1", "@a:x", "Alice", 100))
+    await storage.attendance.record_join(Stay("m1", "@b:x", "Bob", 200))
+    await storage.attendance.record_leave("m1", "@a:x", 300)
+    await storage.attendance.close_all("m1", 400)
+    rows = await storage.attendance.for_meeting("m1")
+    assert [(r.user_id, r.joined_at, r.left_at) for r in rows] == [
+        ("@a:x", 100, 300),
+        ("@b:x", 200, 400),
+    ]
