@@ -18,7 +18,7 @@ from mautrix.util.program import Program
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from . import __version__
+from . import __version__, redaction
 from .config import EXAMPLE_CONFIG, Config, ConfigError
 from .context import EXIT_CONFIG, Bridge, StartupError
 
@@ -84,10 +84,29 @@ class VisioBridge(Program):
             )
         except YAMLError as e:
             _fail(f"{path} is not valid YAML: {e}", EXIT_NO_CONFIG)
+        except IsADirectoryError:
+            _fail(f"{path} is a folder, not a config file.", EXIT_NO_CONFIG)
+        except PermissionError:
+            _fail(f"{path} cannot be read (permission denied).", EXIT_NO_CONFIG)
+        except (OSError, UnicodeDecodeError) as e:
+            _fail(f"{path} cannot be read ({e}).", EXIT_NO_CONFIG)
+        if self.args.no_update and self.config["web.link_secret"] == "generate":
+            # The secret would be made anew, unsaved, on every start: every link sent so
+            # far would stop working at each restart.
+            _fail(
+                "web.link_secret is 'generate' and --no-update keeps the config read-only: "
+                "set web.link_secret to a secret of at least 16 characters.",
+                EXIT_CONFIG,
+            )
         try:
             self.config.update(save=not self.args.no_update)
         except ConfigError as e:
             _fail(str(e), EXIT_CONFIG)
+        except OSError as e:
+            _fail(
+                f"{path} could not be updated ({e}); use --no-update for a read-only file.",
+                EXIT_NO_CONFIG,
+            )
         if self.args.generate_registration:
             self._generate_registration()
 
@@ -110,6 +129,7 @@ class VisioBridge(Program):
             logging.config.dictConfig(copy.deepcopy(dict(self.config["logging"])))
         except (ValueError, TypeError, AttributeError, KeyError) as e:
             _fail(f"Invalid config value logging: {e}", EXIT_CONFIG)
+        redaction.install()
         self.log = cast(TraceLogger, logging.getLogger("visio.init"))
 
     def check_config(self) -> None:

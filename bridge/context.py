@@ -22,7 +22,7 @@ from mautrix.util.async_db import Database
 from yarl import URL
 
 from . import __version__
-from .auth import LinkSigner, OpenIDVerifier, SignIn
+from .auth import LinkSigner, OpenIDVerifier, PersonalLinks, SignIn
 from .clock import Clock, SystemClock
 from .config import Config
 from .db import Storage, upgrade_table
@@ -35,10 +35,11 @@ from .matrix.rooms import MatrixRooms
 from .media import SFU, MediaSettings
 from .meeting.attendee import RESTARTING
 from .meeting.meetings import Meetings
+from .metrics import BridgeCollector, MetricsEndpoint, meeting_counts
 from .web.avatars import AvatarProxy
 from .web.ice import browser_ice_servers
 from .web.server import WebServer
-from .web.signaling import SignalingDoor
+from .web.signaling import SignalingDoor, SocketLimits
 
 log = logging.getLogger("visio.bridge")
 
@@ -72,7 +73,9 @@ def media_settings(config: Config) -> MediaSettings:
         for server in config["media.ice_servers"]
     ]
     return MediaSettings(
-        ice_servers=servers, host_addresses=list(config["media.host_addresses"]) or None
+        ice_servers=servers,
+        host_addresses=list(config["media.host_addresses"]) or None,
+        allow_private_candidates=config["media.allow_private_candidates"],
     )
 
 
@@ -112,28 +115,31 @@ class Bridge:
             log=logging.getLogger("visio.appservice"),
             default_ua=f"visio-bridge/{__version__}",
         )
-        self.az.attach_storage(self.storage.transactions, self.clock)
+        self.az.attach_storage(self.storage.inbox, self.clock)
         self.az.synchronous_handlers = True
         self.rooms = MatrixRooms(self.az, self.state_store, self.storage.direct_rooms)
         self.meeting_room = MeetingRoom(
             self.az, self.state_store, self.rooms, config["web.public_url"]
         )
         self.links = LinkSigner(config["web.link_secret"], config["web.link_lifetime"])
+        self.personal_links = PersonalLinks(self.links, self.storage.personal_links)
         self.openid = OpenIDVerifier(
             own_server=config["homeserver.domain"],
             own_address=config["homeserver.address"],
             allowed_servers=config.allowed_servers(),
             server_urls=dict(config["federation.server_urls"]),
             ca_file=config["federation.ca_file"],
+            allow_private_addresses=config["federation.allow_private_addresses"],
         )
         self.signin = SignIn(
-            self.links, self.openid, self.rooms, config.permission_level, self.clock
+            self.personal_links, self.openid, self.rooms, config.permission_level, self.clock
         )
         self.matrix = MatrixHandler(
             config,
             self.az,
             self.state_store,
             self.queues,
+            self.storage.inbox,
             self.meetings,
             self.rooms,
             self.meeting_room,
@@ -141,15 +147,31 @@ class Bridge:
                 meetings=self.meetings,
                 rooms=self.rooms,
                 meeting_room=self.meeting_room,
-                links=self.links,
+                links=self.personal_links,
                 clock=self.clock,
                 prefix=config["bridge.command_prefix"],
                 bot_mxid=config.bot_mxid,
             ),
         )
-        self.signaling = SignalingDoor(self.meetings, self.signin, self._ice_servers, self.clock)
+        self.signaling = SignalingDoor(
+            self.meetings,
+            self.signin,
+            self._ice_servers,
+            self.clock,
+            SocketLimits(
+                public_url=config["web.public_url"],
+                allowed_origins=tuple(config["web.allowed_origins"]),
+                max_sockets=config["web.max_sockets"],
+                max_sockets_per_address=config["web.max_sockets_per_address"],
+                max_sockets_per_meeting=config["web.max_sockets_per_meeting"],
+                signin_timeout=config["web.signin_timeout"],
+            ),
+        )
         self.avatars = AvatarProxy(
-            config["homeserver.address"], config["appservice.as_token"], config.allowed_servers()
+            config["homeserver.address"],
+            config["appservice.as_token"],
+            config.allowed_servers(),
+            self.signaling.media_tokens,
         )
         self.web = WebServer(
             config["web.hostname"],
@@ -158,7 +180,19 @@ class Bridge:
             self.signaling,
             self.avatars,
             self._readiness,
+            public_url=config["web.public_url"],
+            element_origins=tuple(config["web.element_origins"]),
         )
+        self.metrics = MetricsEndpoint(
+            BridgeCollector(
+                lambda: meeting_counts(self.meetings),
+                self.sfu.counters,
+                self._matrix_counts,
+                lambda: dict(self.signin.refusals),
+            )
+        )
+        # On the appservice listener, which only the homeserver (and your scraper) reach.
+        self.az.app.router.add_get("/metrics", self.metrics.handle)
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self._pruner: asyncio.Task[None] | None = None
@@ -173,10 +207,14 @@ class Bridge:
         await self.storage.transactions.prune(self.clock.now_ms())
         self._pruner = asyncio.create_task(self._prune_daily(), name="prune-transactions")
         await self.meetings.load()
+        # Events left by the last run go first; their jobs wait until the bot is up.
+        self.queues.pause()
+        await self.matrix.replay()
         await self._start_listeners()
         self._started = True
         await self._check_homeserver()
         await self.matrix.start()
+        self.queues.resume()
         self.az.ready = True
         log.info(
             "Visio Bridge ready: appservice listener on http://%s:%s, web on http://%s:%s"
@@ -252,6 +290,13 @@ class Bridge:
                 await self.storage.transactions.prune(self.clock.now_ms())
             except Exception:
                 log.exception("Pruning handled transactions failed")
+
+    def _matrix_counts(self) -> dict[str, int]:
+        return {
+            "transactions": self.az.transactions_received,
+            "events_handled": self.matrix.events_handled,
+            "inbox_pending": self.storage.inbox.pending_count,
+        }
 
     def _ice_servers(self, user_id: str) -> list[dict[str, Any]]:
         return browser_ice_servers(self.config, user_id, self.clock.now_ms() // 1000)

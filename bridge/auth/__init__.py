@@ -3,7 +3,7 @@ a verified :class:`~bridge.meeting.identity.Identity` or a refusal."""
 
 from __future__ import annotations
 
-from .links import LinkError, LinkGrant, LinkSigner
+from .links import LinkError, LinkGrant, LinkSigner, LinkStore, PersonalLinks
 from .openid import OpenIDError, OpenIDVerifier
 from .signin import (
     Credential,
@@ -22,10 +22,12 @@ __all__ = [
     "LinkError",
     "LinkGrant",
     "LinkSigner",
+    "LinkStore",
     "MemberProfile",
     "OpenIDCredential",
     "OpenIDError",
     "OpenIDVerifier",
+    "PersonalLinks",
     "RoomDirectory",
     "RoomPower",
     "RoomUnavailable",

@@ -15,6 +15,7 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..refusal import Refusal
 
@@ -32,6 +33,8 @@ class LinkGrant:
     meeting_id: str
     user_id: str
     expires_at: int
+    #: Tells this link from the user's other links to the same meeting.
+    nonce: str = ""
 
 
 def _b64encode(data: bytes) -> str:
@@ -60,7 +63,7 @@ class LinkSigner:
             "m": meeting_id,
             "u": user_id,
             "e": now_s + self.lifetime_s,
-            "n": secrets.token_hex(4),
+            "n": secrets.token_hex(8),
         }
         if display_name:
             data["d"] = display_name[:100]
@@ -81,7 +84,7 @@ class LinkSigner:
             raise LinkError("unauthorized", "This meeting link is not valid.")
         try:
             data = json.loads(payload)
-            grant = LinkGrant(str(data["m"]), str(data["u"]), int(data["e"]))
+            grant = LinkGrant(str(data["m"]), str(data["u"]), int(data["e"]), str(data["n"]))
         except (ValueError, KeyError, TypeError):
             raise LinkError("unauthorized", "This meeting link is not valid.") from None
         if grant.meeting_id != meeting_id:
@@ -89,5 +92,47 @@ class LinkSigner:
         if grant.expires_at <= now_s:
             raise LinkError(
                 "link_expired", "This meeting link has expired. Ask the bot for a new one."
+            )
+        return grant
+
+
+class LinkStore(Protocol):
+    """Which link of a user for a meeting is the current one (the database keeps it)."""
+
+    async def set_current(self, meeting_id: str, user_id: str, nonce: str) -> None: ...
+
+    async def current(self, meeting_id: str, user_id: str) -> str | None: ...
+
+
+class PersonalLinks:
+    """Personal links that a newer link for the same user and meeting revokes."""
+
+    def __init__(self, signer: LinkSigner, store: LinkStore) -> None:
+        self.signer = signer
+        self.store = store
+
+    @property
+    def lifetime_s(self) -> int:
+        return self.signer.lifetime_s
+
+    async def issue(
+        self, meeting_id: str, user_id: str, now_s: int, display_name: str | None = None
+    ) -> str:
+        """A new link token for the user; their older links to this meeting stop working."""
+        token = self.signer.make(meeting_id, user_id, now_s, display_name)
+        grant = self.signer.check(token, meeting_id, now_s)
+        await self.store.set_current(meeting_id, user_id, grant.nonce)
+        return token
+
+    async def check(self, token: str, meeting_id: str, now_s: int) -> LinkGrant:
+        """The grant of a current, valid token, or LinkError saying why not."""
+        grant = self.signer.check(token, meeting_id, now_s)
+        current = await self.store.current(meeting_id, grant.user_id)
+        # No stored link: made before links could be revoked (or straight from the
+        # signer, which only this bridge holds); its signature and expiry still hold.
+        if current is not None and not hmac.compare_digest(current, grant.nonce):
+            raise LinkError(
+                "unauthorized",
+                "This meeting link was replaced by a newer one. Use the latest link the bot sent.",
             )
         return grant

@@ -10,6 +10,7 @@ questions through :class:`RoomDirectory`, which :mod:`bridge.matrix` implements.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,7 +21,7 @@ from ..meeting.identity import Identity
 from ..meeting.meeting import Meeting
 from ..meeting.roles import Level, meeting_role
 from ..refusal import Refusal
-from .links import LinkSigner
+from .links import PersonalLinks
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class SignIn:
 
     def __init__(
         self,
-        links: LinkSigner,
+        links: PersonalLinks,
         openid: OpenIDCheck,
         rooms: RoomDirectory,
         permission_level: Callable[[str], Level],
@@ -94,12 +95,14 @@ class SignIn:
         self.rooms = rooms
         self.permission_level = permission_level
         self.clock = clock
+        #: Refusals by code since start (for metrics).
+        self.refusals: Counter[str] = Counter()
 
     async def user_of(self, credential: Credential, meeting_id: str) -> str:
         """The Matrix user id the credential proves, or a refusal saying why not."""
         if isinstance(credential, LinkCredential):
             now_s = self.clock.now_ms() // 1000
-            return self.links.check(credential.token, meeting_id, now_s).user_id
+            return (await self.links.check(credential.token, meeting_id, now_s)).user_id
         return await self.openid.verify(credential.server, credential.token)
 
     async def admit(self, credential: Credential, meeting: Meeting) -> Identity:
@@ -108,6 +111,13 @@ class SignIn:
         Raises :class:`~bridge.refusal.Refusal` with the signaling error code and a
         sentence for the user.
         """
+        try:
+            return await self._admit(credential, meeting)
+        except Refusal as e:
+            self.refusals[e.code] += 1
+            raise
+
+    async def _admit(self, credential: Credential, meeting: Meeting) -> Identity:
         user_id = await self.user_of(credential, meeting.id)
         if not meeting.is_live:
             raise Refusal("meeting_ended", "This meeting has ended.")

@@ -6,14 +6,19 @@ from mautrix.util.async_db import Database
 
 from .attendance import AttendanceTable
 from .direct_room import DirectRoomTable
+from .inbox import InboxEntry, InboxTable
 from .meeting import MeetingTable
+from .personal_link import PersonalLinkTable
 from .transaction import TransactionTable
 from .upgrade import upgrade_table
 
 __all__ = [
     "AttendanceTable",
     "DirectRoomTable",
+    "InboxEntry",
+    "InboxTable",
     "MeetingTable",
+    "PersonalLinkTable",
     "Storage",
     "TransactionTable",
     "upgrade_table",
@@ -29,3 +34,5 @@ class Storage:
         self.attendance = AttendanceTable(db)
         self.transactions = TransactionTable(db)
         self.direct_rooms = DirectRoomTable(db)
+        self.inbox = InboxTable(db)
+        self.personal_links = PersonalLinkTable(db)

@@ -48,12 +48,14 @@ class MeetingTable:
 
     async def save(self, meeting: Meeting) -> None:
         await self.db.execute(
-            "UPDATE meeting SET title=$2, state=$3, ended_at=$4, ended_by=$5 WHERE id=$1",
+            "UPDATE meeting SET title=$2, state=$3, ended_at=$4, ended_by=$5, room_id=$6"
+            " WHERE id=$1",
             meeting.id,
             meeting.title,
             meeting.state.value,
             meeting.ended_at,
             meeting.ended_by,
+            meeting.room_id,
         )
 
     async def get(self, meeting_id: str) -> Meeting | None:

@@ -14,6 +14,16 @@ from mautrix.util.async_db import Database
 RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
+# Atomic: of two concurrent deliveries of one transaction, only one records it. A new
+# transaction reusing an old id (a reset homeserver) has another digest and counts.
+mark_handled_query = (
+    "INSERT INTO handled_transaction (txn_id, digest, handled_at)"
+    " VALUES ($1, $2, $3) ON CONFLICT (txn_id) DO UPDATE"
+    " SET digest=excluded.digest, handled_at=excluded.handled_at"
+    " WHERE handled_transaction.digest <> excluded.digest"
+)
+
+
 class TransactionTable:
     """Queries on the handled_transaction table."""
 
@@ -28,15 +38,8 @@ class TransactionTable:
 
     async def mark_handled(self, txn_id: str, digest: str, now_ms: int) -> bool:
         """Record the transaction; False when it was already recorded with this digest."""
-        # Atomic: of two concurrent deliveries of one transaction, only one wins.
-        query = (
-            "INSERT INTO handled_transaction (txn_id, digest, handled_at)"
-            " VALUES ($1, $2, $3) ON CONFLICT (txn_id) DO UPDATE"
-            " SET digest=excluded.digest, handled_at=excluded.handled_at"
-            " WHERE handled_transaction.digest <> excluded.digest"
-        )
-        result = await self.db.execute(query, txn_id, digest, now_ms)
-        return _rows_affected(result) > 0
+        result = await self.db.execute(mark_handled_query, txn_id, digest, now_ms)
+        return rows_affected(result) > 0
 
     async def prune(self, now_ms: int) -> None:
         await self.db.execute(
@@ -44,7 +47,7 @@ class TransactionTable:
         )
 
 
-def _rows_affected(result: object) -> int:
+def rows_affected(result: object) -> int:
     # asyncpg answers a status string ("INSERT 0 1"), aiosqlite a cursor.
     if isinstance(result, str):
         return int(result.rsplit(" ", 1)[-1])

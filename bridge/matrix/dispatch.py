@@ -25,12 +25,26 @@ class RoomQueues:
     def __init__(self) -> None:
         self._queues: dict[str, asyncio.Queue[Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._paused = False
+
+    def pause(self) -> None:
+        """Keep jobs queued without running them (while the bridge starts)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        for room_id, queue in list(self._queues.items()):
+            self._start(room_id, queue)
 
     def submit(self, room_id: str, job: Job) -> None:
         queue = self._queues.get(room_id)
         if queue is None:
             queue = self._queues[room_id] = asyncio.Queue()
         queue.put_nowait(job)
+        if not self._paused:
+            self._start(room_id, queue)
+
+    def _start(self, room_id: str, queue: asyncio.Queue[Job]) -> None:
         if room_id not in self._workers:
             self._workers[room_id] = asyncio.create_task(
                 self._drain(room_id, queue), name=f"room-queue:{room_id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-from mautrix.appservice import AppService, IntentAPI
+from mautrix.appservice import IntentAPI
 from mautrix.appservice.state_store.asyncpg import PgASStateStore
 from mautrix.errors import MatrixRequestError
 from mautrix.types import (
@@ -21,15 +21,18 @@ from mautrix.types import (
     UserID,
 )
 
-from ..config import Config
+from ..config import Config, server_of
+from ..db import InboxEntry, InboxTable
+from ..meeting.attendee import NOT_A_MEMBER
 from ..meeting.meeting import Meeting
-from ..meeting.meetings import Change, Meetings
+from ..meeting.meetings import Change, MeetingError, Meetings
 from ..meeting.roles import Level, Role, meeting_role
+from .appservice import BridgeAppService, parse_event
 from .commands import CommandContext, CommandEvent
 from .commands.handlers import run_command
 from .commands.parser import CommandSyntaxError, parse_command
 from .dispatch import RoomQueues
-from .meeting_room import MeetingRoom
+from .meeting_room import MeetingRoom, StateUpdates
 from .rooms import MatrixRooms
 
 log = logging.getLogger("visio.matrix")
@@ -41,9 +44,10 @@ class MatrixHandler:
     def __init__(
         self,
         config: Config,
-        az: AppService,
+        az: BridgeAppService,
         state_store: PgASStateStore,
         queues: RoomQueues,
+        inbox: InboxTable,
         meetings: Meetings,
         rooms: MatrixRooms,
         meeting_room: MeetingRoom,
@@ -53,11 +57,15 @@ class MatrixHandler:
         self.az = az
         self.state_store = state_store
         self.queues = queues
+        self.inbox = inbox
         self.meetings = meetings
         self.rooms = rooms
         self.meeting_room = meeting_room
         self.commands = commands
-        az.matrix_event_handler(self._enqueue)
+        self.state_updates = StateUpdates(queues, meeting_room)
+        #: Events handled since start (for metrics).
+        self.events_handled = 0
+        az.on_event = self._received
         meetings.listeners.append(self._meeting_changed)
 
     @property
@@ -76,19 +84,87 @@ class MatrixHandler:
         try:
             await self.queues.drain()
         except TimeoutError:
-            log.warning("Stopping with events still queued; the homeserver will not resend them")
+            log.warning("Stopping with events still queued; the next start handles them")
 
-    async def _enqueue(self, event: Event) -> None:
-        room_id = getattr(event, "room_id", None)
-        if not room_id:
+    async def replay(self) -> None:
+        """Queue what a previous run received but did not handle, oldest first (before
+        anything new arrives)."""
+        pending = await self.inbox.pending()
+        if pending:
+            log.info("Handling %d event(s) received before the last stop", len(pending))
+        for entry in pending:
+            self._received(entry)
+
+    def _received(self, entry: InboxEntry) -> None:
+        self.queues.submit(entry.room_id, lambda: self._handle_entry(entry))
+
+    async def _handle_entry(self, entry: InboxEntry) -> None:
+        """Handle one stored event, then take it out of the inbox, even when handling
+        failed (the failure is logged): a poisonous event must not return forever."""
+        try:
+            event = parse_event(entry.event)
+        except Exception:
+            log.warning("Dropping a malformed event %s in %s", entry.seq, entry.room_id)
+            await self.inbox.done(entry.seq)
             return
-        self.queues.submit(room_id, lambda: self.handle_event(event))
+        try:
+            await self.state_store.update_state(event)
+            await self.handle_event(event)
+        finally:
+            self.events_handled += 1
+            await self.inbox.done(entry.seq)
 
     async def handle_event(self, event: Event) -> None:
         if isinstance(event, StateEvent) and event.type == EventType.ROOM_MEMBER:
             await self._handle_member(event)
         elif isinstance(event, MessageEvent) and event.type == EventType.ROOM_MESSAGE:
             await self._handle_message(event)
+        elif isinstance(event, StateEvent) and event.type == EventType.ROOM_TOMBSTONE:
+            await self._handle_tombstone(event)
+
+    # Room upgrades -------------------------------------------------------------------
+
+    async def _handle_tombstone(self, event: StateEvent) -> None:
+        """The room was upgraded: its live meeting moves to the new room (the bot
+        joins it and shows the meeting there), or ends with a notice saying where to go."""
+        meeting = self.meetings.live_in_room(event.room_id)
+        new_room = getattr(event.content, "replacement_room", None)
+        if meeting is None or not isinstance(new_room, str) or not new_room:
+            return
+        via = [server] if (server := server_of(event.sender)) else None
+        try:
+            await self.bot.join_room(RoomID(new_room), servers=via, max_retries=1)
+            await self.state_store.joined(RoomID(new_room), self.bot.mxid)
+            await self.meetings.move(meeting, new_room)
+        except (MatrixRequestError, MeetingError) as e:
+            reason = getattr(e, "message", None) or str(e)
+            log.warning("Could not move meeting %s to %s: %s", meeting.id, new_room, reason)
+            summary = await self.meetings.end(meeting, self.bot.mxid)
+            await self._retract(meeting, RoomID(event.room_id))
+            await self._notice(
+                RoomID(event.room_id),
+                f"This room was replaced by a new one, where I could not follow "
+                f'({reason}), so the meeting "{summary.title}" has ended. Start a new '
+                f"meeting in the new room: https://matrix.to/#/{new_room}",
+            )
+            return
+        old_room = RoomID(event.room_id)
+        await self._retract(meeting, old_room, ended=False)
+        missing = await self.meeting_room.publish(meeting)
+        url = self.meeting_room.join_url(meeting)
+        await self._notice(
+            RoomID(new_room),
+            f'The meeting "{meeting.title}" moved here with the room upgrade; it goes on. '
+            f"Join: {url}"
+            + (f" (I may not show it as a widget here: {', '.join(missing)})" if missing else ""),
+        )
+        await self._notice(old_room, f"The meeting continues in the new room. Join: {url}")
+
+    async def _retract(self, meeting: Meeting, room_id: RoomID, ended: bool = True) -> None:
+        try:
+            await self.meeting_room.retract(meeting, room_id=room_id, ended=ended)
+        except MatrixRequestError as e:
+            log.warning("Could not take the meeting out of %s: %s", room_id, e.message)
 
     # Members -------------------------------------------------------------------------
 
@@ -103,22 +179,25 @@ class MatrixHandler:
             if target == self.bot.mxid:
                 await self._bot_removed(event.room_id)
             elif not self.config.is_bridge_user(target):
+                await self.meetings.dismiss_user(event.room_id, target, NOT_A_MEMBER)
                 await self._leave_if_alone(event.room_id)
 
     async def _handle_bot_invite(self, room_id: RoomID, inviter: UserID) -> None:
         bot = self.bot
-        level = self.config.permission_level(inviter)
+        if self.config.permission_level(inviter) < Level.USER:
+            # Refused without joining: joining first would let anyone make the bot
+            # enter, speak in and leave rooms. The reason travels with the rejection.
+            log.info("Rejecting the invite of %s to %s: not allowed", inviter, room_id)
+            try:
+                await bot.leave_room(
+                    room_id,
+                    reason=f"{inviter} may not use Visio Bridge; ask your administrator.",
+                )
+            except MatrixRequestError as e:
+                log.warning("Could not reject the invite to %s: %s", room_id, e.message)
+            return
         await bot.join_room_by_id(room_id)
         await self.state_store.joined(room_id, bot.mxid)
-        if level < Level.USER:
-            log.info("Refusing the invite of %s to %s: not allowed", inviter, room_id)
-            await self._notice(
-                room_id,
-                f"Sorry, {inviter} may not use Visio Bridge, so I am leaving. "
-                "Ask your administrator for access.",
-            )
-            await bot.leave_room(room_id, reason="The inviter may not use Visio Bridge")
-            return
         members = await bot.get_joined_members(room_id)
         await self.state_store.set_members(
             room_id, cast(dict[UserID, Any], members), only_membership=Membership.JOIN
@@ -221,4 +300,4 @@ class MatrixHandler:
     async def _meeting_changed(self, meeting: Meeting, change: Change) -> None:
         """Keep the room's state event in step with who is in the meeting."""
         if change in (Change.JOINED, Change.LEFT) and meeting.is_live:
-            self.queues.submit(meeting.room_id, lambda: self.meeting_room.update_state(meeting))
+            self.state_updates.request(meeting)

@@ -8,7 +8,7 @@ shows it in Element, pinned above the timeline by ``io.element.widgets.layout``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from mautrix.appservice import AppService, IntentAPI
@@ -17,6 +17,7 @@ from mautrix.errors import MatrixRequestError
 from mautrix.types import EventType, RoomID
 
 from ..meeting.meeting import Meeting
+from .dispatch import RoomQueues
 from .rooms import MatrixRooms
 
 MEETING_STATE = EventType.find("io.visiobridge.meeting", EventType.Class.STATE)
@@ -42,6 +43,8 @@ class MeetingRoom:
         self.state_store = state_store
         self.rooms = rooms
         self.public_url = public_url.rstrip("/")
+        # The meeting state content last sent to each room, so repeats are not sent.
+        self._written: dict[str, dict[str, Any]] = {}
 
     @property
     def bot(self) -> IntentAPI:
@@ -104,18 +107,29 @@ class MeetingRoom:
         return [str(event_type) for event_type in missing]
 
     async def update_state(self, meeting: Meeting) -> None:
-        """Refresh the state event (participants come and go)."""
+        """Refresh the state event (participants come and go); nothing is sent when
+        the room already shows this content."""
         room_id = RoomID(meeting.room_id)
+        content = self.state_content(meeting)
+        if self._written.get(room_id) == content:
+            return
         if MEETING_STATE in await self.missing_power(room_id):
             return
-        await self._send(room_id, MEETING_STATE, "", self.state_content(meeting))
+        await self._send(room_id, MEETING_STATE, "", content)
 
-    async def retract(self, meeting: Meeting) -> None:
-        """Show an ended meeting as ended: the widget goes, the state event says so."""
-        room_id = RoomID(meeting.room_id)
+    async def retract(
+        self, meeting: Meeting, room_id: RoomID | None = None, ended: bool = True
+    ) -> None:
+        """Take the meeting out of a room (its own by default): the widget goes, and the
+        state event says it ended there, or, when it moved on (``ended=False``), that
+        it moved."""
+        room_id = room_id or RoomID(meeting.room_id)
         missing = await self.missing_power(room_id)
         if MEETING_STATE not in missing:
-            await self._send(room_id, MEETING_STATE, "", self.state_content(meeting))
+            content = self.state_content(meeting)
+            if not ended:
+                content = {**content, "state": "moved", "room_id": meeting.room_id}
+            await self._send(room_id, MEETING_STATE, "", content)
         if WIDGET_STATE not in missing:
             await self._send(room_id, WIDGET_STATE, meeting.widget_id, {})
         if LAYOUT_STATE not in missing:
@@ -148,3 +162,33 @@ class MeetingRoom:
         self, room_id: RoomID, event_type: EventType, state_key: str, content: dict[str, Any]
     ) -> None:
         await self.bot.send_state_event(room_id, event_type, content, state_key=state_key)
+        if event_type == MEETING_STATE:
+            self._written[room_id] = content
+
+
+class StatePublisher(Protocol):
+    async def update_state(self, meeting: Meeting) -> None: ...
+
+
+class StateUpdates:
+    """Coalesces state event updates per room: however many joins and leaves happen
+    while one update waits in the room's queue, one update runs, with the state as it
+    is then (so the final state is always written, and bursts write once)."""
+
+    def __init__(self, queues: RoomQueues, publisher: StatePublisher) -> None:
+        self.queues = queues
+        self.publisher = publisher
+        self._pending: set[str] = set()
+
+    def request(self, meeting: Meeting) -> None:
+        room_id = meeting.room_id
+        if room_id in self._pending:
+            return
+        self._pending.add(room_id)
+
+        async def update() -> None:
+            self._pending.discard(room_id)
+            if meeting.is_live:
+                await self.publisher.update_state(meeting)
+
+        self.queues.submit(room_id, update)

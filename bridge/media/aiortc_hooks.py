@@ -16,6 +16,12 @@ each checked by ``tests/media/test_aiortc_hooks.py``:
   wait for STUN/TURN candidates (aioice waits up to 5 s, inside every offer/answer).
 - :func:`close_peer_connection`: close a peer connection without leaving an ICE consent
   task behind (aioice starts one even when the connection closed just as ICE completed).
+- :func:`drop_bad_datagrams` (part of :func:`gather_candidates`): anyone can send
+  anything to a media port, so each ICE socket drops, before aioice sees them, the
+  datagrams that would break something: an empty one stops aiortc's DTLS transport for
+  good (it reads ``data[0]``), and a STUN message whose attribute has the wrong size
+  makes aioice's parser raise ``struct.error`` into the event loop. Checked by
+  ``tests/media/test_bad_datagrams.py``, with garbage sent to a meeting's ports.
 
 The import fails with a clear message on any other aiortc/aioice version than the ones
 these hooks were verified against: re-read aiortc's ``rtcrtpreceiver.py``,
@@ -193,7 +199,9 @@ async def gather_candidates(
     interface but loopback). Server-reflexive and relay candidates come from the
     configured STUN/TURN servers through aioice's public ``get_component_candidates``,
     waiting at most ``server_wait`` seconds for them instead of aioice's fixed 5 s. Call
-    before ``setLocalDescription``: aiortc's own gathering then finds the work done.
+    before ``setLocalDescription``: aiortc's own gathering then finds the work done. Each
+    socket gathered is shielded with :func:`drop_bad_datagrams` before its port is known
+    to anyone (it is first told in the SDP).
     """
     chosen = (
         list(addresses)
@@ -210,5 +218,31 @@ async def gather_candidates(
             )
             connection._local_candidates += candidates
         connection._local_candidates_end = True
+        for protocol in connection._protocols:
+            drop_bad_datagrams(protocol)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("gathered %s", connection._local_candidates)
+
+
+def drop_bad_datagrams(protocol: aioice.ice.StunProtocol) -> None:
+    """Keep datagrams that aioice or aiortc cannot handle from one ICE socket's stack.
+
+    Empty datagrams are dropped: no protocol on the port sends them, and aiortc's DTLS
+    transport would stop for good on one. A datagram whose handling raises (aioice's STUN
+    parser lets ``struct.error`` out) is dropped and logged at debug level only, as anyone
+    may send them.
+    """
+    handle = protocol.datagram_received
+
+    def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if not data:
+            return
+        try:
+            handle(data, addr)
+        except Exception:
+            log.debug(
+                "dropped a datagram from %s that aioice could not handle", addr, exc_info=True
+            )
+
+    # The asyncio transport looks the handler up on the protocol for every datagram.
+    protocol.datagram_received = datagram_received  # type: ignore[method-assign]

@@ -14,6 +14,7 @@ from aiortc.rtp import RtpPacket
 
 from . import aiortc_hooks
 from .clock import Clock
+from .counters import MediaCounters
 from .errors import MediaError
 from .events import Kind, Source
 from .frames import EncodedFrame
@@ -47,8 +48,10 @@ class PublishedTrack:
         settings: MediaSettings,
         clock: Clock,
         spawn: Spawn,
+        counters: MediaCounters | None = None,
     ) -> None:
         self.participant_id = participant_id
+        self._counters = counters or MediaCounters()
         self.source: Source = source
         self.kind: Kind = "audio" if SOURCE_KINDS[source] == "audio" else "video"
         self.codec = codec
@@ -76,6 +79,7 @@ class PublishedTrack:
             self._queue_frames,
             video=self.kind == "video",
             request_keyframe=self.keyframes.request,
+            counters=self._counters,
         )
         self._subscriptions.append(subscription)
         return subscription
@@ -88,6 +92,7 @@ class PublishedTrack:
     def push(self, frame: EncodedFrame) -> None:
         """Fan a frame out; a full subscription drops it and only hurts its subscriber."""
         self.frames += 1
+        self._counters.frames_received += 1
         for subscription in self._subscriptions:
             subscription.push(frame)
 
@@ -105,6 +110,7 @@ class PublishedTrack:
             if not sources:
                 return
             ssrc = sources[0].source
+        self._counters.keyframe_requests += 1
         self._spawn(aiortc_hooks.send_pli(self._receiver, ssrc))
 
 
@@ -131,8 +137,10 @@ class Publisher:
         spawn: Spawn,
         listener: PublisherListener,
         log: logging.Logger,
+        counters: MediaCounters | None = None,
     ) -> None:
         self.participant_id = participant_id
+        self._counters = counters or MediaCounters()
         self._settings = settings
         self._clock = clock
         self._spawn = spawn
@@ -173,8 +181,15 @@ class Publisher:
                     self._settings.host_addresses,
                     self._settings.ice_gathering_timeout,
                 )
-            except Exception as error:
+            except ValueError as error:  # aiortc's word on what the offer asks
                 raise MediaError(f"The offer could not be answered: {error}") from error
+            except Exception as error:
+                # Not the client's fault (sockets, gathering, a bug): say so, and log it.
+                self._log.exception("Answering %s's offer failed", self.participant_id)
+                raise MediaError(
+                    "The server could not set up your media. Try again in a moment.",
+                    code="internal",
+                ) from error
             self._update_tracks(pc, checked.sections, labels)
             return str(pc.localDescription.sdp)
 
@@ -230,6 +245,7 @@ class Publisher:
                 self._settings,
                 self._clock,
                 self._spawn,
+                self._counters,
             )
             self._tracks[mid] = track
             self._log.info(

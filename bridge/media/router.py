@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .clock import Clock, LoopClock
+from .counters import MediaCounters
 from .errors import MediaError
 from .events import (
     ActiveSpeaker,
@@ -108,6 +109,7 @@ class ParticipantMedia:
             router._spawn,
             _PublisherEvents(self),
             router._log,
+            router.counters,
         )
         self.subscriber = Subscriber(
             participant_id,
@@ -187,8 +189,11 @@ class Router:
         on_event: Callable[[MediaEvent], None],
         *,
         clock: Clock | None = None,
+        counters: MediaCounters | None = None,
     ) -> None:
         self.meeting_id = meeting_id
+        #: Totals that outlive this router (shared by an SFU's routers, for metrics).
+        self.counters = counters or MediaCounters()
         self.settings = settings
         self._on_event = on_event
         self._clock = clock or LoopClock()

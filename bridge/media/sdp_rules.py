@@ -5,14 +5,34 @@ message, never anything else, and touches nothing but the text it is given.
 
 Publish offers are also narrowed down: each audio section keeps only Opus, each video
 section only the first codec of :attr:`MediaSettings.video_codecs` it offers (with its
-RTX), so the publisher can only send what every subscriber is then offered. mDNS
-(``.local``) candidates are dropped: resolving them sends multicast, and the server is
-reachable at its own candidates, from which the client's checks create peer-reflexive
-candidates anyway.
+RTX), so the publisher can only send what every subscriber is then offered.
+
+ICE candidates (offers and answers alike) are kept only where the server may send its
+connectivity checks, so that an SDP cannot make it probe addresses it should not:
+
+- the address must be an IP literal: mDNS (``.local``) names are never resolved, as that
+  sends multicast, and other names would need DNS;
+- the address must not be unspecified, multicast, reserved or otherwise not globally
+  routable, nor (unless :attr:`MediaSettings.allow_private_candidates`) loopback, private
+  (RFC 1918, fc00::/7, CGNAT 100.64/10) or link-local; IPv6 addresses that embed an IPv4
+  one (``::ffff:a.b.c.d``, NAT64 ``64:ff9b::``) fall under "reserved", 6to4 addresses
+  (``2002::/16``) are judged by the IPv4 address they embed;
+- it must be a UDP candidate of component 1 (RTCP is multiplexed) of a type aioice uses
+  (host, srflx, relay), with a port from 1 to 65535.
+
+Dropping candidates never refuses an SDP, even when none is left: the client's own
+checks reach the server's candidates, and the server answers them where they came from
+(a peer-reflexive candidate, authenticated by the ICE password, as an ICE-lite server
+would). That is how a client behind NAT without a STUN server, whose only candidates are
+private addresses, connects at all. A section left without candidates loses
+``a=end-of-candidates``, or aioice would give up at once instead of waiting for those
+checks; until they come, the server does not declare that connection failed by itself
+(it closes when the participant leaves).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from aiortc import RTCRtpSender, sdp
@@ -27,6 +47,26 @@ from .settings import MediaSettings
 _SENDING = ("sendonly", "sendrecv")
 # An answer holds one section per offered track: allow for large meetings.
 _ANSWER_BYTES_PER_SECTION = 2048
+# Where clients sit inside a network: used only with allow_private_candidates. Listed here
+# rather than taken from ipaddress's is_private, whose ranges changed between Python
+# releases and include documentation and benchmarking ranges.
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "127.0.0.0/8",  # loopback
+        "10.0.0.0/8",  # RFC 1918
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",  # carrier-grade NAT (RFC 6598)
+        "169.254.0.0/16",  # link-local
+        "::1/128",
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "fec0::/10",  # the old site-local
+    )
+)
+# The candidate types aioice pairs (it refuses others, prflx included, when added).
+_CANDIDATE_TYPES = ("host", "srflx", "relay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +105,7 @@ def check_publish_offer(text: object, settings: MediaSettings) -> CheckedSdp:
             # A stopped transceiver: answer it as inactive, on the bundle's transport.
             _borrow_transport(media, description)
             media.direction = "inactive"
-        _check_transport(media)
+        _check_transport(media, settings)
         codecs = _choose_codecs(media, settings)
         if not codecs:
             offered = ", ".join(sorted({c.name for c in media.rtp.codecs})) or "none"
@@ -93,7 +133,7 @@ def check_answer(text: object, settings: MediaSettings, offered_sections: int) -
     for media in description.media:
         if media.port == 0:
             _borrow_transport(media, description)  # a section the client rejected
-        _check_transport(media)
+        _check_transport(media, settings)
         assert media.dtls is not None
         if media.dtls.role not in ("client", "server"):
             raise MediaError("The answer must set a=setup to active or passive.")
@@ -154,7 +194,7 @@ def _borrow_transport(media: sdp.MediaDescription, description: sdp.SessionDescr
         media.dtls = live.dtls
 
 
-def _check_transport(media: sdp.MediaDescription) -> None:
+def _check_transport(media: sdp.MediaDescription, settings: MediaSettings) -> None:
     if media.kind not in ("audio", "video"):
         raise MediaError(f"Media sections of kind {media.kind!r} are not supported.")
     if media.dtls is None or not any(
@@ -169,7 +209,43 @@ def _check_transport(media: sdp.MediaDescription) -> None:
         raise MediaError("The SDP must multiplex RTCP (a=rtcp-mux).")
     if media.direction is None:
         media.direction = "sendrecv"  # the SDP default (RFC 4566 section 6)
-    media.ice_candidates = [c for c in media.ice_candidates if not c.ip.lower().endswith(".local")]
+    _keep_usable_candidates(media, settings.allow_private_candidates)
+
+
+def _keep_usable_candidates(media: sdp.MediaDescription, allow_private: bool) -> None:
+    """Drop the section's candidates the server must not or cannot send checks to."""
+    media.ice_candidates = [
+        c
+        for c in media.ice_candidates
+        if c.component == 1
+        and c.protocol.lower() == "udp"
+        and c.type in _CANDIDATE_TYPES
+        and 0 < c.port < 65536
+        and may_send_checks_to(c.ip, allow_private)
+    ]
+    if not media.ice_candidates:
+        # With end-of-candidates and nothing to pair, aioice fails the connection before
+        # the client's checks arrive; without, it waits for them (peer-reflexive).
+        media.ice_candidates_complete = False
+
+
+def may_send_checks_to(address: str, allow_private: bool) -> bool:
+    """Whether the server may send ICE checks to ``address``, as named by a client.
+
+    Only IP literals qualify (no mDNS or DNS names); private, loopback and link-local
+    addresses only with ``allow_private``; unspecified, multicast, reserved and other
+    ranges that are not globally routable never.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if any(ip in network for network in _PRIVATE_NETWORKS):
+        return allow_private
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None:
+        # A host with a 6to4 tunnel sends to the IPv4 address embedded in 2002::/16.
+        return may_send_checks_to(str(ip.sixtofour), allow_private)
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
 
 
 def _choose_codecs(

@@ -44,6 +44,11 @@ class MediaSettings:
     speaking_level_dbov: int = 50
     #: How long a new loudest speaker must stay ahead before becoming active speaker.
     speaker_switch_delay: float = 0.5
+    #: Whether ICE candidates of clients on loopback, private (RFC 1918, fc00::/7, CGNAT
+    #: 100.64/10) and link-local addresses are used. Off, the server never sends checks to
+    #: such an address because an SDP named it; clients on them still connect through the
+    #: checks they send (peer-reflexive candidates). See :mod:`bridge.media.sdp_rules`.
+    allow_private_candidates: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
@@ -71,5 +76,7 @@ class MediaSettings:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if not isinstance(self.allow_private_candidates, bool):
+            raise ValueError("allow_private_candidates must be True or False")
         if not 0 <= self.speaking_level_dbov <= 127:
             raise ValueError("speaking_level_dbov must be between 0 and 127")

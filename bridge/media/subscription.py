@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 
+from .counters import MediaCounters
 from .frames import EncodedFrame
 
 
@@ -28,9 +30,16 @@ class Subscription:
     """
 
     def __init__(
-        self, capacity: int, *, video: bool, request_keyframe: Callable[[], None]
+        self,
+        capacity: int,
+        *,
+        video: bool,
+        request_keyframe: Callable[[], None],
+        counters: MediaCounters | None = None,
     ) -> None:
         assert capacity > 0
+        self._counters = counters or MediaCounters()
+        self._started = time.monotonic()
         self._capacity = capacity
         self._video = video
         self._request_keyframe = request_keyframe
@@ -59,11 +68,11 @@ class Subscription:
         if self._closed:
             return
         if self.waiting_for_keyframe and not frame.keyframe:
-            self.dropped += 1
+            self._drop(1)
             return
         if frame.keyframe and self._video and not self._consumer_ready:
             # Nobody reads yet: only the newest keyframe and what follows it matter.
-            self.dropped += len(self._queue)
+            self._drop(len(self._queue))
             self._queue.clear()
         self.waiting_for_keyframe = False
         if len(self._queue) >= self._capacity:
@@ -87,7 +96,10 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
+        if self.delivered == 0:
+            self._counters.first_frame.observe(time.monotonic() - self._started)
         self.delivered += 1
+        self._counters.frames_forwarded += 1
         return self._queue.popleft()
 
     def close(self) -> None:
@@ -98,16 +110,20 @@ class Subscription:
 
     def _overflow(self, frame: EncodedFrame) -> None:
         self.overflows += 1
-        self.dropped += len(self._queue)
+        self._drop(len(self._queue))
         self._queue.clear()
         if frame.keyframe:
             # A keyframe (or any audio packet) is a clean point to start again from.
             self._queue.append(frame)
             return
-        self.dropped += 1
+        self._drop(1)
         self.waiting_for_keyframe = True
         if self._consumer_ready:
             self._request_keyframe()
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        self._counters.frames_dropped += count
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

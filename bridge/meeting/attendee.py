@@ -14,7 +14,8 @@ class Dismissal:
 
     Codes: ``meeting_ended`` (the meeting ended for everyone), ``replaced`` (the same
     person joined again elsewhere), ``reconnect`` (their media was lost, or the server
-    restarts: join again).
+    restarts: join again), ``unauthorized`` (they may no longer be in it: they left the
+    room, or were kicked or banned).
     """
 
     code: str
@@ -24,6 +25,9 @@ class Dismissal:
 MEETING_ENDED = Dismissal("meeting_ended", "The meeting has ended.")
 REPLACED = Dismissal("replaced", "You joined this meeting again from another window or device.")
 RESTARTING = Dismissal("reconnect", "The meeting server is restarting.")
+NOT_A_MEMBER = Dismissal(
+    "unauthorized", "You are no longer a member of the meeting's room, so you left the meeting."
+)
 
 
 class Attendee(Protocol):

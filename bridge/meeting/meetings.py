@@ -186,6 +186,25 @@ class Meetings:
         await self._notify(meeting, Change.ENDED)
         return await self.summary(meeting)
 
+    async def move(self, meeting: Meeting, room_id: str) -> None:
+        """The meeting's room was replaced (a room upgrade): the meeting, its people
+        and its link go on, and from now on it belongs to ``room_id``."""
+        async with self._lock(meeting.room_id):
+            if not meeting.is_live:
+                raise MeetingError("This meeting has already ended.")
+            if self._live_by_room.get(room_id) is not None:
+                raise MeetingError("The new room already has a live meeting.", "conflict")
+            old_room = meeting.room_id
+            meeting.room_id = room_id
+            try:
+                await self.store.save(meeting)
+            except Exception:
+                meeting.room_id = old_room
+                raise
+            self._live_by_room.pop(old_room, None)
+            self._live_by_room[room_id] = meeting
+        log.info("Meeting %s moved from %s to %s", meeting.id, old_room, room_id)
+
     async def summary(self, meeting: Meeting) -> MeetingSummary:
         now = self.clock.now_ms()
         totals: dict[str, AttendeeSummary] = {}
@@ -327,6 +346,17 @@ class Meetings:
             log.info("%s left meeting %s", participant.user_id, meeting.id)
             await self._notify(meeting, Change.LEFT)
         await self._close_if_empty(live)
+
+    async def dismiss_user(self, room_id: str, user_id: str, dismissal: Dismissal) -> bool:
+        """Take a user out of their room's live meeting, whatever door they came
+        through (they left the room, were kicked or banned); False if they were not in."""
+        meeting = self._live_by_room.get(room_id)
+        participant = meeting.participant_of(user_id) if meeting is not None else None
+        if participant is None:
+            return False
+        log.info("%s is no longer allowed in meeting %s", user_id, participant.meeting.id)
+        await self._drop(participant, dismissal)
+        return True
 
     async def _remove(self, live: LiveMeeting, participant: Participant) -> bool:
         meeting = live.meeting

@@ -6,27 +6,25 @@ Never serves the appservice API; that lives on its own private listener.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from aiohttp import web
+from yarl import URL
 
 from ..meeting.meeting import Meeting
 from .avatars import AvatarProxy
-from .signaling import SignalingDoor
+from .signaling import MEETING_ID, SignalingDoor
 
 STATIC = Path(__file__).resolve().parent / "static"
 
-# The page runs in Element's widget iframe too, so framing is allowed; it needs camera,
-# microphone and screen capture there.
+# The page runs in Element's widget iframe too, so framing by Element is allowed (the
+# policy's frame-ancestors); it needs camera, microphone and screen capture there.
 _PAGE_HEADERS = {
     "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
 }
 
 log = logging.getLogger("visio.web")
-
-_MEETING_ID = re.compile(r"^[a-z0-9]{1,64}$")
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -34,12 +32,42 @@ _SECURITY_HEADERS = {
 }
 
 
-@web.middleware
-async def _security_headers(request: web.Request, handler: object) -> web.StreamResponse:
-    response = await handler(request)  # type: ignore[operator]
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+def content_security_policy(public_url: str, element_origins: Sequence[str]) -> str:
+    """The meeting page's policy: its own scripts, styles and connections only (no
+    inline code, so injected markup cannot run), framed only by the Element deployments
+    in ``web.element_origins`` (by any site when that list is empty)."""
+    origin = URL(public_url).origin()
+    # 'self' covers same-origin WebSockets in current browsers; older ones needed the
+    # ws(s) origin spelled out, and it costs nothing to name it.
+    socket = origin.with_scheme("wss" if origin.scheme == "https" else "ws")
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob:",
+            f"connect-src 'self' {socket}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            f"frame-ancestors {' '.join(element_origins) or '*'}",
+        )
+    )
+
+
+def _security_headers(defaults: Mapping[str, str]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware that gives every response these headers, unless it set its own (the
+    avatars set a stricter policy)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: object) -> web.StreamResponse:
+        response = await handler(request)  # type: ignore[operator]
+        for name, value in defaults.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return middleware
 
 
 ReadinessChecks = Callable[[], Awaitable[dict[str, bool]]]
@@ -57,6 +85,9 @@ class WebServer:
         signaling: SignalingDoor,
         avatars: AvatarProxy,
         readiness: ReadinessChecks,
+        *,
+        public_url: str,
+        element_origins: Sequence[str] = (),
     ) -> None:
         self.hostname = hostname
         self.port = port
@@ -64,7 +95,14 @@ class WebServer:
         self.signaling = signaling
         self.avatars = avatars
         self.readiness = readiness
-        self.app = web.Application(middlewares=[_security_headers], client_max_size=64 * 1024)
+        self.policy = content_security_policy(public_url, element_origins)
+        self.page_headers = {**_PAGE_HEADERS, "Content-Security-Policy": self.policy}
+        # Every response carries the policy too: /static/meeting.html is the page
+        # without the /meet/ path, and must not be a way around it.
+        defaults = {**_SECURITY_HEADERS, "Content-Security-Policy": self.policy}
+        self.app = web.Application(
+            middlewares=[_security_headers(defaults)], client_max_size=64 * 1024
+        )
         self.app.router.add_get("/health", self.health)
         self.app.router.add_get("/ready", self.ready)
         self.app.router.add_get("/meet/{meeting_id}", self.meeting_page)
@@ -101,16 +139,21 @@ class WebServer:
 
     async def _meeting(self, request: web.Request) -> Meeting | None:
         meeting_id = request.match_info["meeting_id"]
-        if not _MEETING_ID.match(meeting_id):
+        if not MEETING_ID.match(meeting_id):
             return None
         return await self.find_meeting(meeting_id)
 
     async def meeting_page(self, request: web.Request) -> web.StreamResponse:
         """The browser client; it asks /info and the WebSocket for the rest."""
         if await self._meeting(request) is None:
-            return web.Response(status=404, content_type="text/html", text=_not_found_page())
+            return web.Response(
+                status=404,
+                content_type="text/html",
+                text=_not_found_page(),
+                headers=self.page_headers,
+            )
         return web.FileResponse(
-            STATIC / "meeting.html", headers={"Cache-Control": "no-store", **_PAGE_HEADERS}
+            STATIC / "meeting.html", headers={"Cache-Control": "no-store", **self.page_headers}
         )
 
     async def meeting_info(self, request: web.Request) -> web.Response:

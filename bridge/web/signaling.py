@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import re
+from collections import Counter
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from ..auth.signin import Credential, LinkCredential, OpenIDCredential, SignIn
 from ..clock import Clock
@@ -32,6 +37,7 @@ from ..meeting.events import (
 from ..meeting.live import Participant
 from ..meeting.meetings import Meetings
 from ..refusal import Refusal
+from .avatars import MediaTokens
 from .messages import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -49,20 +55,105 @@ from .messages import (
 
 log = logging.getLogger("visio.web.signaling")
 
-JOIN_TIMEOUT_S = 30
 OUTBOX_LIMIT = 256
 # Inbound messages a session may send: a burst, refilled at a steady rate per second.
 RATE_BURST = 40
 RATE_PER_SECOND = 20.0
+# A flood past the rate limit hears ``too_many`` at most this often, however long it is.
+TOO_MANY_NOTICE_INTERVAL_S = 1.0
+# A full socket cap is logged at most this often (a flood of refusals must not flood logs).
+CAP_LOG_INTERVAL_S = 60.0
+
+#: What may be a meeting id in a URL (``new_meeting_id`` makes 12 such characters);
+#: anything else is not looked up at all.
+MEETING_ID = re.compile(r"^[a-z0-9]{1,64}$")
 
 #: The ICE servers (with fresh TURN credentials) handed to a user's browser.
 IceServers = Callable[[str], list[dict[str, Any]]]
 
 
+def origin_of(text: str) -> str | None:
+    """The normalised origin (``https://host[:port]``) of a URL or Origin header, or None
+    for anything that is not an http(s) origin (``null``, ``file://``, garbage)."""
+    try:
+        url = URL(text)
+    except ValueError:
+        return None
+    if url.scheme not in ("http", "https") or not url.host:
+        return None
+    return str(url.origin())
+
+
+@dataclass(frozen=True)
+class SocketLimits:
+    """What a meeting WebSocket must meet to open, and how long it has to sign in (the
+    ``web.*`` settings of the same names; see bridge/example-config.yaml)."""
+
+    #: ``web.public_url``: the page's own origin may always open sockets.
+    public_url: str
+    #: ``web.allowed_origins``: other pages that may open sockets.
+    allowed_origins: tuple[str, ...] = ()
+    max_sockets: int = 2000
+    max_sockets_per_address: int = 50
+    max_sockets_per_meeting: int = 500
+    #: Seconds from the upgrade to the ``join`` message.
+    signin_timeout: float = 10.0
+
+    def origins(self) -> frozenset[str]:
+        """Every origin whose pages may open a meeting socket."""
+        found = (origin_of(text) for text in (self.public_url, *self.allowed_origins))
+        return frozenset(origin for origin in found if origin is not None)
+
+
+class _OpenSockets:
+    """The meeting sockets open now: overall, by client address, by meeting.
+
+    Checking and taking a place happen with no await in between, so concurrent upgrades
+    cannot all slip under a cap.
+    """
+
+    def __init__(self, limits: SocketLimits) -> None:
+        self.limits = limits
+        self.total = 0
+        self.by_address: Counter[str] = Counter()
+        self.by_meeting: Counter[str] = Counter()
+
+    def full(self, address: str, meeting_id: str) -> str | None:
+        """Which cap a new socket would pass (its config key), or None when it fits."""
+        if self.total >= self.limits.max_sockets:
+            return "web.max_sockets"
+        if self.by_address[address] >= self.limits.max_sockets_per_address:
+            return "web.max_sockets_per_address"
+        if self.by_meeting[meeting_id] >= self.limits.max_sockets_per_meeting:
+            return "web.max_sockets_per_meeting"
+        return None
+
+    def take(self, address: str, meeting_id: str) -> None:
+        self.total += 1
+        self.by_address[address] += 1
+        self.by_meeting[meeting_id] += 1
+
+    def release(self, address: str, meeting_id: str) -> None:
+        self.total -= 1
+        _decrement(self.by_address, address)
+        _decrement(self.by_meeting, meeting_id)
+
+
+def _decrement(counts: Counter[str], key: str) -> None:
+    """One fewer; a key at zero goes, so the maps hold only addresses and meetings with
+    sockets open (not every address ever seen)."""
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]
+
+
 class _RateLimit:
+    """A token bucket for inbound messages, and when to say that some were dropped."""
+
     def __init__(self, now: float) -> None:
         self.tokens = float(RATE_BURST)
         self.last = now
+        self.last_notice = -math.inf
 
     def allow(self, now: float) -> bool:
         self.tokens = min(RATE_BURST, self.tokens + (now - self.last) * RATE_PER_SECOND)
@@ -70,6 +161,14 @@ class _RateLimit:
         if self.tokens < 1:
             return False
         self.tokens -= 1
+        return True
+
+    def notice_due(self, now: float) -> bool:
+        """Whether to answer a dropped message with ``too_many``: once per interval, so a
+        flood is not answered message for message."""
+        if now - self.last_notice < TOO_MANY_NOTICE_INTERVAL_S:
+            return False
+        self.last_notice = now
         return True
 
 
@@ -97,17 +196,33 @@ def credential_of(join: Join) -> Credential:
 
 
 class SignalingDoor:
-    """Serves ``WS /meet/{meeting_id}/ws``: signs browsers in and keeps their sessions."""
+    """Serves ``WS /meet/{meeting_id}/ws``: signs browsers in and keeps their sessions.
+
+    Before a socket opens it checks the meeting, the page's origin and the socket caps
+    (:class:`SocketLimits`), answering plain HTTP when one fails; an open socket has
+    ``signin_timeout`` seconds to send ``join``.
+    """
 
     def __init__(
-        self, meetings: Meetings, signin: SignIn, ice_servers: IceServers, clock: Clock
+        self,
+        meetings: Meetings,
+        signin: SignIn,
+        ice_servers: IceServers,
+        clock: Clock,
+        limits: SocketLimits,
     ) -> None:
         self.meetings = meetings
         self.signin = signin
         self.ice_servers = ice_servers
         self.clock = clock
+        self.limits = limits
+        self.origins = limits.origins()
+        #: Who may fetch avatars (read by :class:`~bridge.web.avatars.AvatarProxy`).
+        self.media_tokens = MediaTokens()
         self.sessions: set[Session] = set()
+        self.open = _OpenSockets(limits)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cap_logged: dict[str, float] = {}
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work that :meth:`close` waits for."""
@@ -116,15 +231,56 @@ class SignalingDoor:
         task.add_done_callback(self._tasks.discard)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4 * MAX_MESSAGE_BYTES)
-        await ws.prepare(request)
-        session = Session(self, ws, request.match_info["meeting_id"])
-        self.sessions.add(session)
+        """Check the request, then upgrade it and serve the session until it ends."""
+        meeting_id = request.match_info["meeting_id"]
+        refused = await self._refusal(request, meeting_id)
+        if refused is not None:
+            return refused
+        # Behind a reverse proxy this is the proxy's address: the per-address cap is
+        # then per proxy (docs/protocol.md says so; size the cap, or cap at the proxy).
+        address = request.remote or ""
+        full = self.open.full(address, meeting_id)
+        if full is not None:
+            self._log_cap(full)
+            return _json_error(503, "The meeting server is busy. Try again in a moment.")
+        self.open.take(address, meeting_id)
         try:
-            await session.run()
+            ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4 * MAX_MESSAGE_BYTES)
+            await ws.prepare(request)
+            session = Session(self, ws, meeting_id)
+            self.sessions.add(session)
+            try:
+                await session.run()
+            finally:
+                self.sessions.discard(session)
         finally:
-            self.sessions.discard(session)
+            self.open.release(address, meeting_id)
         return ws
+
+    async def _refusal(self, request: web.Request, meeting_id: str) -> web.Response | None:
+        """The HTTP answer for a request that gets no socket, or None when it may open.
+
+        The origin is checked first: a page that may not open sockets learns nothing,
+        not even whether the meeting exists.
+        """
+        origin = request.headers.get("Origin")
+        # Browsers always send Origin on a WebSocket upgrade, so a request without one is
+        # not a page's (a hostile page cannot drop the header): programs such as the
+        # aiortc test client and other bridges may connect, and still have to sign in.
+        if origin is not None and origin_of(origin) not in self.origins:
+            log.debug("Refused a meeting socket from another origin")
+            return _json_error(403, "This page may not open meeting connections.")
+        if not MEETING_ID.match(meeting_id) or await self.meetings.get(meeting_id) is None:
+            return _json_error(404, "This meeting does not exist.")
+        return None
+
+    def _log_cap(self, key: str) -> None:
+        """Warn that a cap is full, once per interval per cap, so the operator hears of
+        it without a flood of refusals flooding the log."""
+        now = asyncio.get_running_loop().time()
+        if now - self._cap_logged.get(key, -math.inf) >= CAP_LOG_INTERVAL_S:
+            self._cap_logged[key] = now
+            log.warning("Refusing meeting sockets: %s is reached", key)
 
     async def close(self) -> None:
         """Close every socket (those still signing in too) and wait for the rest."""
@@ -132,6 +288,10 @@ class SignalingDoor:
             await session.dismiss(Dismissal("reconnect", "The meeting server is restarting."))
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
 
 
 class Session:
@@ -145,6 +305,8 @@ class Session:
         self.ws = ws
         self.meeting_id = meeting_id
         self.participant: Participant | None = None
+        #: Lets this participant's page fetch avatars; issued with ``joined``.
+        self.media_token: str | None = None
         self.log = log.getChild(str(id(self)))
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
@@ -203,6 +365,8 @@ class Session:
 
     def _joined(self, welcome: Welcome) -> dict[str, Any]:
         me, meeting = welcome.participant, welcome.meeting
+        self.door.media_tokens.revoke(self.media_token)
+        self.media_token = self.door.media_tokens.issue(me)
         return {
             "type": "joined",
             "version": PROTOCOL_VERSION,
@@ -220,6 +384,7 @@ class Session:
             "tracks": [track_json(track) for track in welcome.tracks],
             "active_speaker": welcome.active_speaker,
             "ice_servers": self.door.ice_servers(me.user_id),
+            "media_token": self.media_token,
         }
 
     async def send_offer(self, sdp: str) -> None:
@@ -246,6 +411,7 @@ class Session:
                 await self._serve()
         finally:
             self._closing = True
+            self.door.media_tokens.revoke(self.media_token)
             if self.participant is not None:
                 await self.participant.leave()
             await self._flush_and_close()
@@ -263,7 +429,10 @@ class Session:
 
     async def _await_join(self) -> bool:
         try:
-            msg = await self.ws.receive(timeout=JOIN_TIMEOUT_S)
+            # A deadline for the whole wait: receive(timeout=) restarts its timer on every
+            # control frame, so a client sending pings could hold the socket for ever.
+            async with asyncio.timeout(self.door.limits.signin_timeout):
+                msg = await self.ws.receive()
         except TimeoutError:
             self.error("not_joined", "No join message came in time.")
             return False
@@ -300,13 +469,17 @@ class Session:
         loop = asyncio.get_running_loop()
         limit = _RateLimit(loop.time())
         async for msg in self.ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+            now = loop.time()
+            if not limit.allow(now):
+                # Dropped unread (parsing it, even to name its type, is the work a flood
+                # wants to cause), and the flood hears of it once, not per message.
+                if limit.notice_due(now):
+                    self.error("too_many", "Too many messages; slow down.")
+                continue
             if msg.type == WSMsgType.BINARY:
                 self.error("bad_message", "Messages must be JSON text.")
-                continue
-            if msg.type != WSMsgType.TEXT:
-                break
-            if not limit.allow(loop.time()):
-                self.error("too_many", "Too many messages; slow down.", message_type(msg.data))
                 continue
             try:
                 message = parse_message(msg.data)

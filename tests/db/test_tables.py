@@ -17,7 +17,14 @@ async def test_migrations_create_the_tables_and_are_idempotent(database_url: str
     for _ in range(2):  # a second start finds the schema current and changes nothing
         db = Database.create(database_url, upgrade_table=upgrade_table)
         await db.start()
-        for table in ("meeting", "attendance", "handled_transaction", "direct_room"):
+        for table in (
+            "meeting",
+            "attendance",
+            "handled_transaction",
+            "direct_room",
+            "inbox",
+            "personal_link",
+        ):
             assert await db.table_exists(table)
         assert await db.fetchval("SELECT version FROM version") == len(upgrade_table.upgrades)
         await db.stop()

@@ -155,11 +155,26 @@ class Stack:
         return room_id
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "bridge_config(overrides): config keys for the stack's bridge, e.g. "
+        '{"web.signin_timeout": 1} (see write_bridge_config)',
+    )
+
+
 @pytest.fixture
-async def stack(tmp_path: Path, database_url: str) -> AsyncIterator[Stack]:
-    """Synapse and the bridge, once on SQLite and once on the real PostgreSQL."""
+async def stack(
+    tmp_path: Path, database_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Stack]:
+    """Synapse and the bridge, once on SQLite and once on the real PostgreSQL; a test
+    marked ``@pytest.mark.bridge_config({...})`` gets those config keys set."""
+    marker = request.node.get_closest_marker("bridge_config")
+    overrides = marker.args[0] if marker is not None else None
     hs_port, as_port, web_port = free_ports(3)
-    config_path = write_bridge_config(tmp_path, hs_port, as_port, web_port, database_url)
+    config_path = write_bridge_config(
+        tmp_path, hs_port, as_port, web_port, database_url, overrides=overrides
+    )
     registration = generate_registration(config_path)
     homeserver = LocalSynapse(
         tmp_path / "synapse",

@@ -135,14 +135,23 @@ async def test_users_below_user_level_are_refused_in_words(stack: Stack) -> None
     await command(outsider, room_id, "!visio start", stack, "you may not use Visio Bridge")
     assert stack.bridge is not None and stack.bridge.meetings.live_in_room(room_id) is None
 
-    # An invite from them: the bot joins, says why, and leaves.
+    # A second command within minutes gets no second refusal (no amplification).
+    await outsider.send_text(room_id, "!visio help")
+    await command(alice, room_id, "!visio status", stack, "No meeting is live")
+    refusals = [e for e in alice.timeline(room_id) if "may not use Visio" in body(e)]
+    assert len(refusals) == 1
+
+    # An invite from them is rejected, with the reason, without the bot ever joining.
     own_room = await outsider.create_room(name="Outsider room")
     await outsider.invite(own_room, stack.bot)
-    await outsider.wait_for_message(own_room, from_bot(stack, "may not use Visio Bridge"))
-    await outsider.wait_for_event(
-        own_room,
-        member_event(stack.bot, membership="leave"),
-    )
+    left = await outsider.wait_for_event(own_room, member_event(stack.bot, membership="leave"))
+    assert "may not use Visio Bridge" in left["content"].get("reason", "")
+    memberships = [
+        e["content"].get("membership")
+        for e in outsider.timeline(own_room)
+        if e.get("type") == "m.room.member" and e.get("state_key") == stack.bot
+    ]
+    assert "join" not in memberships
 
 
 async def test_direct_chat_needs_no_prefix_and_bot_leaves_when_alone(stack: Stack) -> None:
@@ -222,3 +231,81 @@ async def test_bridge_restarted_mid_meeting_still_knows_it(stack: Stack) -> None
     live = stack.bridge.meetings.live_in_room(room_id)
     assert before is not None and live is not None and live.id == before["meeting_id"]
     await command(alice, room_id, "!visio end", stack, "ended after")
+
+
+async def test_events_sent_while_the_bridge_is_down_are_handled_once_in_order(
+    stack: Stack,
+) -> None:
+    alice = await stack.user("alice")
+    room_id = await stack.room_with_bot(alice)
+    await stack.stop_bridge()
+    for text in ("!visio start While down", "!visio status", "!visio end", "!visio status"):
+        await alice.send_text(room_id, text)
+    await stack.start_bridge()  # and pings the homeserver, which then delivers at once
+    await alice.wait_for_message(room_id, from_bot(stack, "No meeting is live"))
+    bot_said = [
+        body(e)
+        for e in alice.timeline(room_id)
+        if e.get("sender") == stack.bot and e.get("type") == "m.room.message"
+    ]
+    replies = bot_said[bot_said.index(next(t for t in bot_said if "While down" in t)) :]
+    kinds = [
+        next(k for k in ("No meeting is live", "ended after", "is live", "started") if k in text)
+        for text in replies
+    ]
+    assert kinds == ["started", "is live", "ended after", "No meeting is live"]
+
+
+async def upgrade(user: Any, room_id: str) -> str:
+    answer = await user.request(
+        "POST", f"/_matrix/client/v3/rooms/{room_id}/upgrade", json_body={"new_version": "11"}
+    )
+    return str(answer["replacement_room"])
+
+
+async def test_a_room_upgrade_takes_the_live_meeting_along(stack: Stack) -> None:
+    alice = await stack.user("alice")
+    room_id = await alice.create_room(
+        name="Open room", preset="public_chat", power_level_override={"users": {stack.bot: 50}}
+    )
+    await alice.invite(room_id, stack.bot)
+    await alice.wait_for_message(room_id, from_bot(stack, "Hello"))
+    await command(alice, room_id, "!visio start Upgraded", stack, "started")
+    assert stack.bridge is not None
+    meeting = stack.bridge.meetings.live_in_room(room_id)
+    assert meeting is not None
+    new_room = await upgrade(alice, room_id)
+    notice = await alice.wait_for_message(room_id, from_bot(stack, "continues in the new room"))
+    assert f"/meet/{meeting.id}" in body(notice)
+    # The same meeting, now the new room's: same id, widget and state event there.
+    assert stack.bridge.meetings.live_in_room(new_room) is meeting
+    assert stack.bridge.meetings.live_in_room(room_id) is None
+    await alice.join(new_room)
+    moved = await alice.wait_for_message(new_room, from_bot(stack, "moved here"))
+    assert f"/meet/{meeting.id}" in body(moved)
+    state = await alice.wait_for_state(
+        new_room,
+        "io.visiobridge.meeting",
+        predicate=lambda c: bool(c) and c.get("state") == "live",
+    )
+    assert state is not None and state["meeting_id"] == meeting.id
+    old_state = await alice.get_state(room_id, "io.visiobridge.meeting")
+    assert old_state is not None and old_state["state"] == "moved"
+    assert not await alice.get_state(room_id, "im.vector.modular.widgets", meeting.widget_id)
+    # Commands in the new room act on it.
+    await command(alice, new_room, "!visio end", stack, "ended after")
+
+
+async def test_a_room_upgrade_the_bot_cannot_follow_ends_the_meeting_saying_where(
+    stack: Stack,
+) -> None:
+    alice = await stack.user("alice")
+    room_id = await stack.room_with_bot(alice)  # invite-only: the bot may not follow
+    await command(alice, room_id, "!visio start Private", stack, "started")
+    new_room = await upgrade(alice, room_id)
+    notice = await alice.wait_for_message(room_id, from_bot(stack, "has ended"))
+    assert new_room in body(notice)
+    assert stack.bridge is not None
+    assert stack.bridge.meetings.live_in_room(room_id) is None
+    state = await alice.get_state(room_id, "io.visiobridge.meeting")
+    assert state is not None and state["state"] == "ended"

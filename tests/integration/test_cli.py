@@ -163,3 +163,71 @@ async def test_no_update_flag_keeps_a_read_only_config(tmp_path: Path) -> None:
     code, _ = await run_bridge(setup.config, "--no-update")
     assert code == 11
     assert setup.config.read_text() == before
+
+
+async def test_refuses_a_config_path_that_is_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "config.yaml"
+    folder.mkdir()
+    code, output = await run_bridge(folder)
+    assert code == 10 and "is a folder" in output
+    assert "Traceback" not in output
+
+
+async def test_refuses_a_generated_link_secret_that_could_not_be_kept(tmp_path: Path) -> None:
+    setup = Setup(tmp_path)
+    edit_config(setup.config, "web", "link_secret", "generate")
+    code, output = await run_bridge(setup.config, "--no-update")
+    assert code == 11 and "web.link_secret" in output and "--no-update" in output
+    assert "Traceback" not in output
+
+
+async def test_secrets_stay_out_of_debug_logs(setup: Setup) -> None:
+    """At DEBUG, mautrix logs request bodies: the personal link the bot sends, and the
+    tokens, must still never reach the log."""
+    yaml = YAML()
+    data = yaml.load(setup.config.read_text())
+    data["logging"]["loggers"]["mau"]["level"] = "DEBUG"
+    data["logging"]["loggers"]["visio"]["level"] = "DEBUG"
+    data["logging"]["root"]["level"] = "DEBUG"
+    with setup.config.open("w") as stream:
+        yaml.dump(data, stream)
+    log_path = setup.config.parent / "bridge.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bridge",
+            "-c",
+            str(setup.config),
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=setup.config.parent,
+        )
+        try:
+            async with asyncio.timeout(30):
+                while "Visio Bridge ready" not in log_path.read_text():  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            bot = f"@visio:{setup.homeserver.server_name}"
+            alice = await setup.homeserver.client_for("alice")
+            async with alice:
+                room_id = await alice.create_room(name="Secrets")
+                await alice.invite(room_id, bot)
+                await alice.wait_for_message(room_id, lambda e: "Hello" in str(e["content"]))
+                await alice.send_text(room_id, "!visio start Secret")
+                await alice.wait_for_message(room_id, lambda e: "started" in str(e["content"]))
+                await alice.send_text(room_id, "!visio link")
+                direct = await alice.wait_for_invite()
+                await alice.join(direct)
+                message = await alice.wait_for_message(
+                    direct, lambda e: "#token=" in e["content"].get("body", ""), anywhere=True
+                )
+                token = message["content"]["body"].split("#token=", 1)[1].split()[0]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 20)
+    text = log_path.read_text()
+    assert "req #" in text  # mautrix did log its requests at DEBUG
+    config = yaml.load(setup.config.read_text())
+    for secret in (token, config["appservice"]["as_token"], config["appservice"]["hs_token"]):
+        assert secret not in text
+    assert "#token=<redacted>" in text  # the link's message was logged, without the token

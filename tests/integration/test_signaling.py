@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +11,7 @@ import aiohttp
 import pytest
 
 from bridge.meeting.meeting import Meeting
+from bridge.web.signaling import RATE_BURST, RATE_PER_SECOND
 from tests.harness.synapse import member_event
 from tests.integration.conftest import Stack, eventually, png_image
 from tests.integration.signaling_client import SignalingClient
@@ -299,9 +302,12 @@ async def test_avatars_come_from_matrix_through_the_bridge(meet: Meet) -> None:
     )
     _, joined = await meet.joined("alice")
     assert joined["avatar_url"] == mxc
+    token = joined["media_token"]
     server, media_id = mxc.removeprefix("mxc://").split("/")
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{meet.base_url}/avatar/{server}/{media_id}") as response:
+        async with http.get(
+            f"{meet.base_url}/avatar/{server}/{media_id}", params={"token": token}
+        ) as response:
             assert response.status == 200
             assert response.content_type in ("image/png", "image/jpeg")
             assert (await response.read())[:4] in (
@@ -311,11 +317,15 @@ async def test_avatars_come_from_matrix_through_the_bridge(meet: Meet) -> None:
             )
         for path in (
             f"/avatar/elsewhere.test/{media_id}",  # not a server whose users may join
-            f"/avatar/{server}/no-such-media",
             f"/avatar/{server}/..%2Fetc",
         ):
-            async with http.get(meet.base_url + path) as response:
+            async with http.get(meet.base_url + path, params={"token": token}) as response:
                 assert response.status == 404, path
+        # Media that is nobody's avatar in this meeting is not for this token.
+        async with http.get(
+            f"{meet.base_url}/avatar/{server}/no-such-media", params={"token": token}
+        ) as response:
+            assert response.status == 403
 
 
 async def test_a_restarting_bridge_tells_participants_to_reconnect(meet: Meet) -> None:
@@ -327,3 +337,151 @@ async def test_a_restarting_bridge_tells_participants_to_reconnect(meet: Meet) -
     # The meeting and the link secret survived the restart: a link joins again.
     _, joined = await meet.joined("alice")
     assert joined["meeting"]["meeting_id"] == meet.meeting.id
+
+
+# Hardening: checks before the upgrade, deadlines, floods, the page's policy, avatars.
+
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+async def refused_upgrade(url: str, origin: str | None = None) -> tuple[int, JSON]:
+    """Ask for a WebSocket that the bridge must refuse: the status and its JSON."""
+    headers = dict(UPGRADE, **({"Origin": origin} if origin else {}))
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        assert response.status != 101, "the socket was opened"
+        body: JSON = await response.json()
+        return response.status, body
+
+
+async def test_sockets_for_unknown_meetings_or_other_origins_are_refused(meet: Meet) -> None:
+    ws_base = meet.base_url.replace("http", "ws", 1)
+    for meeting_id in ("nosuchmeeting", "Not-An-Id"):
+        status, body = await refused_upgrade(f"{ws_base}/meet/{meeting_id}/ws")
+        assert status == 404 and body["error"] == "This meeting does not exist."
+    url = f"{ws_base}/meet/{meet.meeting.id}/ws"
+    for origin in ("https://evil.example", "null"):
+        status, body = await refused_upgrade(url, origin)
+        assert status == 403 and "may not open" in body["error"], origin
+    assert meet.stack.bridge is not None and not meet.stack.bridge.signaling.sessions
+    # The page's own origin signs in; so does a program that sends none (the client).
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, origin=meet.base_url)
+        auth = {"kind": "link", "token": meet.link(meet.users["bob"].user_id)}
+        await ws.send_json({"type": "join", "version": 1, "auth": auth})
+        assert (await ws.receive_json(timeout=15))["type"] == "joined"
+        await ws.close()
+    _, joined = await meet.joined("alice")
+    assert joined["user_id"] == meet.users["alice"].user_id
+
+
+@pytest.mark.bridge_config({"web.max_sockets_per_address": 2})
+async def test_sockets_from_one_address_are_capped(meet: Meet) -> None:
+    assert meet.stack.bridge is not None
+    door = meet.stack.bridge.signaling
+    first, second = meet.client(), meet.client()
+    await first.connect()
+    await second.connect()
+    ws_url = first.url
+    status, body = await refused_upgrade(ws_url)
+    assert status == 503 and "busy" in body["error"]
+
+    # A closed socket frees its place, for a participant who then signs in.
+    await first.close()
+
+    async def one_left() -> bool:
+        return door.open.total == 1
+
+    await eventually(one_left)
+    _, joined = await meet.joined("alice")
+    assert joined["type"] == "joined"
+
+
+@pytest.mark.bridge_config({"web.signin_timeout": 1})
+async def test_a_socket_that_does_not_sign_in_is_closed(meet: Meet) -> None:
+    client = meet.client()
+    opened = time.monotonic()
+    await client.connect()
+    error = await client.expect("error", within=5)
+    assert error["code"] == "not_joined"
+    await client.expect("_closed", within=5)
+    assert time.monotonic() - opened < 5
+    assert meet.stack.bridge is not None
+    door = meet.stack.bridge.signaling
+
+    async def released() -> bool:
+        return not door.sessions and door.open.total == 0
+
+    await eventually(released)
+
+
+async def test_a_flood_of_bad_frames_is_dropped_unread(meet: Meet) -> None:
+    bob, _ = await meet.joined("bob")
+    started = time.monotonic()
+    flood = 150
+    for _ in range(flood):
+        await bob.send("{not json")
+    # The bucket refills with time: once it has, one more message is let in.
+    await asyncio.sleep(2 / RATE_PER_SECOND)
+    await bob.send({"type": "ping"})
+    await bob.expect("pong")
+    elapsed = time.monotonic() - started
+    errors = [m for m in bob.seen if m.get("type") == "error"]
+    bad = [e for e in errors if e["code"] == "bad_message"]
+    too_many = [e for e in errors if e["code"] == "too_many"]
+    # What the bucket let in was read and answered; the rest got no answer each...
+    assert RATE_BURST <= len(bad) <= RATE_BURST + RATE_PER_SECOND * elapsed + 1
+    assert len(bad) + len(too_many) < flood - RATE_BURST
+    # ...but one notice a second at most, naming no message (none of them was read).
+    assert 1 <= len(too_many) <= 1 + elapsed
+    assert all("in_reply_to" not in e for e in too_many)
+
+
+@pytest.mark.bridge_config({"web.element_origins": ["https://element.agency.example"]})
+async def test_the_page_sends_its_content_security_policy(meet: Meet) -> None:
+    async with aiohttp.ClientSession() as http:
+        for path in (f"/meet/{meet.meeting.id}", "/meet/nosuchmeeting"):
+            async with http.get(meet.base_url + path) as response:
+                policy = response.headers["Content-Security-Policy"]
+            parts = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+            assert parts["frame-ancestors"] == "https://element.agency.example", path
+            assert parts["script-src"] == "'self'" and parts["style-src"] == "'self'"
+            ws_origin = meet.base_url.replace("http", "ws", 1)
+            assert parts["connect-src"] == f"'self' {ws_origin}"
+
+
+async def test_avatars_only_for_participants_while_they_are_in(meet: Meet) -> None:
+    alice = meet.users["alice"]
+    mxc = await alice.upload(png_image(), "image/png", "avatar.png")
+    await alice.set_avatar_url(mxc)
+    await alice.wait_for_event(
+        meet.room_id, member_event(alice.user_id, avatar_url=mxc), anywhere=True
+    )
+    alice_client, joined_a = await meet.joined("alice")
+    bob_client, joined_b = await meet.joined("bob")
+    server, media_id = mxc.removeprefix("mxc://").split("/")
+    url = f"{meet.base_url}/avatar/{server}/{media_id}"
+
+    async with aiohttp.ClientSession() as http:
+
+        async def status(token: str | None) -> int:
+            params = {"token": token} if token is not None else None
+            async with http.get(url, params=params) as response:
+                return response.status
+
+        assert await status(None) == 403
+        assert await status("forged-" + joined_a["media_token"][7:]) == 403
+        assert await status(joined_a["media_token"]) == 200
+        assert await status(joined_b["media_token"]) == 200  # bob sees alice's avatar
+        assert meet.stack.bridge is not None
+        assert len(meet.stack.bridge.avatars.cache) == 1  # fetched from Synapse once
+
+        await alice_client.send({"type": "leave"})
+        await bob_client.expect("participant_left")
+        assert await status(joined_a["media_token"]) == 403
+        # Alice is gone, and so is her avatar from this meeting.
+        assert await status(joined_b["media_token"]) == 403

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bridge.auth.links import LinkSigner
+from bridge.auth.links import LinkError, LinkSigner, PersonalLinks
 from bridge.clock import ManualClock
 from bridge.db import Storage
 from bridge.matrix.commands import CommandContext, CommandEvent
@@ -93,7 +93,7 @@ class Bot:
         self.clock = ManualClock()
         self.rooms = RecordingRooms()
         self.presence = RecordingPresence()
-        self.links = LinkSigner("a-secret-for-tests", 3600)
+        self.links = PersonalLinks(LinkSigner("a-secret-for-tests", 3600), storage.personal_links)
         self.meetings = Meetings(storage.meetings, storage.attendance, FakeMedia(), self.clock)
         self.ctx = CommandContext(
             meetings=self.meetings,
@@ -215,10 +215,21 @@ async def test_link_goes_to_a_direct_room_and_signs_the_sender_in(bot: Bot) -> N
     assert link.room_id == "!dm-@alice:agency.test" and link.reply_to is None
     token = link.text.split("#token=", 1)[1]
     now_s = bot.clock.now_ms() // 1000
-    assert bot.links.check(token, meeting.id, now_s).user_id == "@alice:agency.test"
-    # Asked in the direct room itself, there is no pointer.
-    notices = await bot.say("link", direct=True, room_id="!dm-@alice:agency.test")
-    assert len(notices) == 1
+    assert (await bot.links.check(token, meeting.id, now_s)).user_id == "@alice:agency.test"
+    # The newer link revokes the older one (a link shared by mistake is undone).
+    [again, _] = await bot.say("link")
+    newer = again.text.split("#token=", 1)[1]
+    assert (await bot.links.check(newer, meeting.id, now_s)).user_id == "@alice:agency.test"
+    with pytest.raises(LinkError, match="replaced by a newer one"):
+        await bot.links.check(token, meeting.id, now_s)
+    # Bob's link is his own: alice's next link revokes nothing of his.
+    [bobs, _] = await bot.say("link", sender="@bob:agency.test")
+    await bot.say("link")
+    bob_token = bobs.text.split("#token=", 1)[1]
+    assert (await bot.links.check(bob_token, meeting.id, now_s)).user_id == "@bob:agency.test"
+    # Asked in a room without a meeting, the answer says so and sends no link.
+    [none] = await bot.say("link", room_id="!dm-@alice:agency.test", direct=True)
+    assert "No meeting is live" in none.text and "#token=" not in none.text
 
 
 async def test_refusals_and_unknown_commands_are_answered_in_words(bot: Bot) -> None:
@@ -227,3 +238,15 @@ async def test_refusals_and_unknown_commands_are_answered_in_words(bot: Bot) -> 
     assert bot.meetings.live_in_room(ROOM) is None
     [unknown] = await bot.say("dance")
     assert "Unknown command 'dance'" in unknown.text and "!visio help" in unknown.text
+
+
+async def test_a_refused_user_is_told_once_per_interval(bot: Bot) -> None:
+    eve = {"sender": "@eve:elsewhere.test", "level": Level.NONE, "role": None}
+    first = await bot.say("help", **eve)  # type: ignore[arg-type]
+    assert len(first) == 1
+    for _ in range(20):
+        assert await bot.say("start", **eve) == []  # type: ignore[arg-type]
+    # Another refused user is still told.
+    assert len(await bot.say("help", sender="@mallory:elsewhere.test", level=Level.NONE)) == 1
+    bot.clock.advance(601)
+    assert len(await bot.say("help", **eve)) == 1  # type: ignore[arg-type]

@@ -33,7 +33,8 @@ def opus_loop() -> tuple[bytes, ...]:
 
 
 def loopback_settings(**overrides: Any) -> MediaSettings:
-    """Settings for tests: no ICE servers, loopback only, short timers.
+    """Settings for tests: no ICE servers, loopback only (clients' loopback candidates
+    used, as on one machine), short timers.
 
     The subscription queues are deep, so that a test process starved of CPU by a busy
     machine never skips frames (tests compare frames one for one); the skipping itself is
@@ -42,6 +43,7 @@ def loopback_settings(**overrides: Any) -> MediaSettings:
     values: dict[str, Any] = {
         "ice_servers": [],
         "host_addresses": LOOPBACK,
+        "allow_private_candidates": True,
         "subscription_queue_frames": 300,
         "keyframe_request_interval": 0.3,
         "speaker_switch_delay": 0.2,

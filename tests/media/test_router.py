@@ -9,7 +9,7 @@ from typing import Any
 import aioice.ice
 import av
 import pytest
-from aiortc import VideoStreamTrack, sdp
+from aiortc import RTCIceCandidate, VideoStreamTrack, sdp
 
 from bridge.media import (
     ActiveSpeaker,
@@ -315,6 +315,79 @@ async def test_bad_sdp_is_refused_and_the_others_carry_on(meetings: Meetings) ->
     # And mallory can still publish properly afterwards.
     await mallory.publish()
     await wait_for(lambda: bob.frames_from("mallory", "camera"))
+
+
+class Decoy(asyncio.DatagramProtocol):
+    """A UDP socket on loopback that records what reaches it: an internal service."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.datagrams.append(data)
+
+
+def naming(text: str, port: int) -> str:
+    """``text`` with one more host candidate, 127.0.0.1:``port``, checked first."""
+    description = sdp.SessionDescription.parse(text)
+    for media in description.media:
+        # The highest priority: a server that may use it checks it before the others.
+        decoy = RTCIceCandidate(
+            component=1,
+            foundation="decoy",
+            ip="127.0.0.1",
+            port=port,
+            priority=2**31 - 1,
+            protocol="udp",
+            type="host",
+        )
+        media.ice_candidates.insert(0, decoy)
+    return str(description)
+
+
+@pytest.mark.parametrize("allowed", [False, True], ids=["default", "allowed"])
+async def test_private_addresses_an_sdp_names_are_probed_only_when_allowed(
+    meetings: Meetings, monkeypatch: pytest.MonkeyPatch, allowed: bool
+) -> None:
+    meeting = meetings(settings=loopback_settings(allow_private_candidates=allowed))
+    alice, bob = meeting.join("alice"), meeting.join("bob")
+    await alice.publish()
+    await wait_for(lambda: bob.frames_from("alice", "camera"))
+
+    # Mallory's offer and answers name a loopback "service", besides her own candidates.
+    loop = asyncio.get_running_loop()
+    transport, decoy = await loop.create_datagram_endpoint(Decoy, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    mallory = meeting.join("mallory")
+    publish, accept_answer = mallory.media.publish, mallory.media.accept_answer
+
+    async def publish_naming(offer: str, sources: dict[str, str]) -> str:
+        return await publish(naming(offer, port), sources)
+
+    async def accept_answer_naming(answer: str) -> None:
+        await accept_answer(naming(answer, port))
+
+    monkeypatch.setattr(mallory.media, "publish", publish_naming)
+    monkeypatch.setattr(mallory.media, "accept_answer", accept_answer_naming)
+    before = len(bob.frames_from("alice", "camera"))
+    try:
+        await mallory.publish()
+        # Both her connections work either way: with her candidates dropped, the server
+        # learns her address from the checks she sends (peer-reflexive candidates).
+        await wait_for(
+            lambda: bob.frames_from("mallory", "camera") and mallory.frames_from("alice", "camera")
+        )
+        if allowed:
+            await wait_for(lambda: decoy.datagrams)
+            assert decoy.datagrams[0][:2] == b"\x00\x01"  # a STUN binding request
+        else:
+            await asyncio.sleep(1)  # the server checks top-priority pairs first
+            assert decoy.datagrams == []
+    finally:
+        transport.close()
+    # The others did not notice.
+    await wait_for(lambda: len(bob.frames_from("alice", "camera")) > before + 10)
+    assert meeting.events_of(ParticipantMediaClosed) == []
 
 
 async def test_active_speaker_follows_who_talks(meetings: Meetings) -> None:

@@ -33,10 +33,131 @@ def test_browser_offer_is_narrowed_to_opus_and_vp8() -> None:
     assert "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n" in checked.sdp
 
 
-def test_mdns_candidates_are_dropped() -> None:
-    checked = check_publish_offer(CHROME_OFFER, SETTINGS)
+ALLOW_PRIVATE = MediaSettings(allow_private_candidates=True)
+# The offer's candidate lines (a loopback and an mDNS host candidate, both in section 0).
+CANDIDATE_LINES = r"^a=candidate:"
+
+
+def with_candidates(text: str, *candidates: str, complete: bool = False) -> str:
+    """``text`` with its candidates replaced by ``candidates`` (the part after
+    ``a=candidate:``) in every section, ending with a=end-of-candidates if ``complete``."""
+    lines = "".join(f"a=candidate:{c}\r\n" for c in candidates)
+    lines += "a=end-of-candidates\r\n" if complete else ""
+    text = without(text, CANDIDATE_LINES)
+    return text.replace("a=ice-ufrag:", lines + "a=ice-ufrag:")
+
+
+def host(address: str, port: int = 50000) -> str:
+    return f"1 1 udp 2122260223 {address} {port} typ host generation 0"
+
+
+def kept_candidates(checked_sdp: str) -> list[str]:
+    """The addresses of the candidates left, section by section."""
+    return [
+        c.ip for m in sdp.SessionDescription.parse(checked_sdp).media for c in m.ice_candidates
+    ]
+
+
+def test_mdns_candidates_are_dropped_and_private_ones_kept_only_when_allowed() -> None:
+    checked = check_publish_offer(CHROME_OFFER, ALLOW_PRIVATE)
     assert ".local" not in checked.sdp
     assert "127.0.0.1 46243 typ host" in checked.sdp
+    checked = check_publish_offer(CHROME_OFFER, SETTINGS)
+    assert "a=candidate" not in checked.sdp
+    assert not SETTINGS.allow_private_candidates  # the default
+
+
+# address -> (kept by default, kept with allow_private_candidates)
+CANDIDATE_ADDRESSES = {
+    # IPv4
+    "8.8.8.8": (True, True),
+    "172.32.0.1": (True, True),  # just past 172.16/12
+    "100.128.0.1": (True, True),  # just past 100.64/10
+    "127.0.0.1": (False, True),
+    "127.255.255.254": (False, True),
+    "10.1.2.3": (False, True),
+    "172.16.0.1": (False, True),
+    "172.31.255.254": (False, True),
+    "192.168.1.10": (False, True),
+    "100.64.0.1": (False, True),  # carrier-grade NAT
+    "169.254.10.20": (False, True),
+    "0.0.0.0": (False, False),
+    "0.1.2.3": (False, False),
+    "224.0.0.251": (False, False),  # multicast (mDNS's own group)
+    "239.255.255.250": (False, False),
+    "240.0.0.1": (False, False),  # reserved
+    "255.255.255.255": (False, False),
+    "198.18.0.1": (False, False),  # benchmarking
+    "203.0.113.7": (False, False),  # documentation
+    # IPv6
+    "2001:4860:4860::8888": (True, True),
+    "2a00:1450:4007:80e::200e": (True, True),
+    "::1": (False, True),
+    "fd12:3456:789a::1": (False, True),
+    "fc00::1": (False, True),
+    "fe80::1c2d:3e4f:5a6b:7c8d": (False, True),
+    "fec0::1": (False, True),
+    "::": (False, False),
+    "ff02::1": (False, False),
+    "ff0e::1": (False, False),
+    "2001:db8::1": (False, False),  # documentation
+    "::ffff:8.8.8.8": (False, False),  # IPv4-mapped: never from a browser
+    "::ffff:10.0.0.1": (False, False),
+    "64:ff9b::a00:1": (False, False),  # NAT64 of 10.0.0.1
+    "2002:a00:1::1": (False, True),  # 6to4 of 10.0.0.1
+    "2002:808:808::1": (True, True),  # 6to4 of 8.8.8.8
+    # Not IP literals: never resolved.
+    "6f1b7a3e-6b7e-4a36-9d2e-2f1d8f0c1a2b.local": (False, False),
+    "turn.example.com": (False, False),
+    "localhost": (False, False),
+}
+
+
+@pytest.mark.parametrize("address", CANDIDATE_ADDRESSES)
+def test_candidates_are_kept_only_on_addresses_the_server_may_probe(address: str) -> None:
+    by_default, when_allowed = CANDIDATE_ADDRESSES[address]
+    offer = with_candidates(CHROME_OFFER, host(address), host("8.8.4.4", 40000))
+    answer = offer.replace("a=setup:actpass", "a=setup:active")
+    for settings, kept in ((SETTINGS, by_default), (ALLOW_PRIVATE, when_allowed)):
+        expected = [address, "8.8.4.4"] if kept else ["8.8.4.4"]
+        assert kept_candidates(check_publish_offer(offer, settings).sdp) == expected * 2
+        assert kept_candidates(check_answer(answer, settings, 2).sdp) == expected * 2
+
+
+def test_candidates_the_server_cannot_use_are_dropped() -> None:
+    usable = "1 1 udp 2122260223 8.8.4.4 40000 typ host"
+    offer = with_candidates(
+        CHROME_OFFER,
+        usable,
+        "2 2 udp 2122260222 8.8.4.5 40001 typ host",  # RTCP is multiplexed
+        "3 1 tcp 1518280447 8.8.4.6 9 typ host tcptype active",
+        "4 1 udp 1686052607 8.8.4.7 40002 typ srflx raddr 10.0.0.1 rport 40000",
+        "5 1 udp 41885439 8.8.4.8 40003 typ relay raddr 8.8.4.7 rport 40002",
+        "6 1 udp 1853824767 8.8.4.9 40004 typ prflx",
+        "7 1 udp 2122260223 8.8.4.10 0 typ host",
+        "8 1 udp 2122260223 8.8.4.11 70000 typ host",
+        "9 1 UDP 2122260223 8.8.4.12 40005 typ host",
+    )
+    kept = kept_candidates(check_publish_offer(offer, ALLOW_PRIVATE).sdp)
+    assert kept == ["8.8.4.4", "8.8.4.7", "8.8.4.8", "8.8.4.12"] * 2
+
+
+def test_a_section_left_without_candidates_waits_for_the_clients_checks() -> None:
+    # Nothing usable is left, so no end-of-candidates: aioice would otherwise fail the
+    # connection at once instead of learning the client's address from its checks.
+    offer = with_candidates(CHROME_OFFER, host("192.168.1.10"), complete=True)
+    checked = check_publish_offer(offer, SETTINGS)
+    assert "a=candidate" not in checked.sdp
+    assert "a=end-of-candidates" not in checked.sdp
+    assert len(checked.sections) == 2  # the offer itself is fine
+    kept = check_publish_offer(offer, ALLOW_PRIVATE)
+    assert kept.sdp.count("a=end-of-candidates") == 2
+    assert kept_candidates(kept.sdp) == ["192.168.1.10"] * 2
+
+
+def test_allow_private_candidates_must_be_a_boolean() -> None:
+    with pytest.raises(ValueError, match="allow_private_candidates"):
+        MediaSettings(allow_private_candidates="yes")  # type: ignore[arg-type]
 
 
 def test_h264_is_chosen_when_vp8_is_missing() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from bridge.clock import ManualClock
 from bridge.db import Storage
-from bridge.meeting.attendee import RESTARTING
+from bridge.meeting.attendee import NOT_A_MEMBER, RESTARTING
 from bridge.meeting.events import (
     ParticipantJoined,
     ParticipantLeft,
@@ -286,3 +286,46 @@ async def test_close_dismisses_with_the_reason_and_records_leaving(world: World)
     assert Change.LEFT in world.changes
     stays = await world.storage.attendance.for_meeting(meeting.id)
     assert stays[0].left_at is not None
+
+
+async def test_someone_removed_from_the_room_is_taken_out(world: World) -> None:
+    meeting, _ = await world.meetings.start("!room", "T", "@alice:x")
+    alice_door, bob_door = RecordingAttendee(), RecordingAttendee()
+    await world.meetings.join(meeting, identity("alice"), "Alice", alice_door)
+    bob = await world.meetings.join(meeting, identity("bob"), "Bob", bob_door)
+    assert await world.meetings.dismiss_user("!room", "@bob:x", NOT_A_MEMBER)
+    assert [d.code for d in bob_door.dismissals] == ["unauthorized"]
+    assert not bob.present and world.media.routers[0].participants.keys() == {
+        p.id for p in meeting.participants.values()
+    }
+    assert any(isinstance(e, ParticipantLeft) for e in alice_door.events)
+    assert not await world.meetings.dismiss_user("!room", "@bob:x", NOT_A_MEMBER)
+    assert not await world.meetings.dismiss_user("!other", "@alice:x", NOT_A_MEMBER)
+
+
+@pytest.mark.parametrize("end_first", [False, True])
+async def test_a_join_racing_the_end_leaves_no_open_stay(world: World, end_first: bool) -> None:
+    meeting, _ = await world.meetings.start("!room", "T", "@alice:x")
+    await world.meetings.join(meeting, identity("alice"), "Alice", RecordingAttendee())
+    bob_door = RecordingAttendee()
+
+    def join() -> asyncio.Future[object]:
+        return asyncio.ensure_future(
+            world.meetings.join(meeting, identity("bob"), "Bob", bob_door)
+        )
+
+    def end() -> asyncio.Future[object]:
+        return asyncio.ensure_future(world.meetings.end(meeting, "@alice:x"))
+
+    if end_first:
+        ending, joining = end(), join()
+    else:
+        joining, ending = join(), end()
+    outcome, _ = await asyncio.gather(joining, ending, return_exceptions=True)
+    stays = await world.storage.attendance.for_meeting(meeting.id)
+    assert all(stay.left_at is not None for stay in stays)
+    assert meeting.participants == {}
+    if end_first:  # refused in words, with the code the door sends
+        assert isinstance(outcome, MeetingError) and outcome.code == "meeting_ended"
+    else:  # in, then dismissed with everyone
+        assert [d.code for d in bob_door.dismissals] == ["meeting_ended"]

@@ -4,4 +4,9 @@ from mautrix.util.async_db import UpgradeTable
 
 upgrade_table = UpgradeTable(database_name="Visio Bridge")
 
-from . import v01_initial, v02_direct_rooms  # noqa: E402,F401  (register themselves)
+from . import (  # noqa: E402,F401  (register themselves)
+    v01_initial,
+    v02_direct_rooms,
+    v03_inbox,
+    v04_personal_links,
+)

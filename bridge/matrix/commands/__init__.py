@@ -8,11 +8,11 @@ clock. Unit tests hand them recording stand-ins; the bridge hands them the real 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import Protocol
 
-from ...auth.links import LinkSigner
+from ...auth.links import PersonalLinks
 from ...clock import Clock
 from ...meeting.meeting import Meeting
 from ...meeting.meetings import Meetings
@@ -59,6 +59,27 @@ class MeetingPresence(Protocol):
     async def retract(self, meeting: Meeting) -> None: ...
 
 
+class RefusalLimit:
+    """Answers a refusal to each user at most once per interval, so a user the bridge
+    does not serve cannot make the bot speak once per message they send."""
+
+    def __init__(self, interval_s: float = 600.0, max_users: int = 10_000) -> None:
+        self.interval_s = interval_s
+        self.max_users = max_users
+        self._last: dict[str, float] = {}
+
+    def allow(self, user_id: str, now_s: float) -> bool:
+        last = self._last.get(user_id)
+        if last is not None and now_s - last < self.interval_s:
+            return False
+        if len(self._last) >= self.max_users:
+            self._last = {u: t for u, t in self._last.items() if now_s - t < self.interval_s}
+            if len(self._last) >= self.max_users:
+                return False
+        self._last[user_id] = now_s
+        return True
+
+
 @dataclass
 class CommandContext:
     """Everything commands use."""
@@ -66,10 +87,11 @@ class CommandContext:
     meetings: Meetings
     rooms: CommandRooms
     meeting_room: MeetingPresence
-    links: LinkSigner
+    links: PersonalLinks
     clock: Clock
     prefix: str
     bot_mxid: str
+    refusals: RefusalLimit = field(default_factory=RefusalLimit)
 
 
 @dataclass

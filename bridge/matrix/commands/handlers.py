@@ -179,7 +179,7 @@ async def cmd_link(evt: CommandEvent) -> None:
     ctx = evt.ctx
     now_s = ctx.clock.now_ms() // 1000
     name = await ctx.rooms.display_name(evt.room_id, evt.sender)
-    token = ctx.links.make(meeting.id, evt.sender, now_s, name)
+    token = await ctx.links.issue(meeting.id, evt.sender, now_s, name)
     url = f"{ctx.meeting_room.join_url(meeting)}#token={token}"
     until = datetime.fromtimestamp(now_s + ctx.links.lifetime_s, UTC)
     text = (
@@ -223,7 +223,10 @@ COMMANDS: dict[str, Command] = {
 async def run_command(evt: CommandEvent) -> None:
     """Check who may run the command, run it, and answer bad usage in words."""
     if evt.level < Level.USER:
-        await evt.reply("Sorry, you may not use Visio Bridge. Ask your administrator for access.")
+        if evt.ctx.refusals.allow(evt.sender, evt.ctx.clock.monotonic()):
+            await evt.reply(
+                "Sorry, you may not use Visio Bridge. Ask your administrator for access."
+            )
         return
     command = COMMANDS.get(evt.name)
     if command is None:

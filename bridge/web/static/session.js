@@ -3,7 +3,7 @@
 
 import { PublishConnection, ReceiveConnection } from "./peers.js";
 import { PROTOCOL_VERSION, Signaling, signalingUrl } from "./signaling.js";
-import { FINAL_ERRORS } from "./words.js";
+import { FINAL_ERRORS, WAITING_FOR_HOMESERVER } from "./words.js";
 
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
 const JOIN_TIMEOUT_MS = 15000;
@@ -35,6 +35,7 @@ export class Session {
     this.failures = 0;
     this.retryTimer = null;
     this.joinTimer = null;
+    this.waiting = null; // while reconnecting: what we wait for, in words, if not the network
   }
 
   start() {
@@ -43,7 +44,7 @@ export class Session {
 
   setState(state) {
     this.state = state;
-    this.view.setConnection(state);
+    this.view.setConnection(state, this.waiting);
   }
 
   async connect() {
@@ -92,11 +93,13 @@ export class Session {
     clearTimeout(this.joinTimer);
     const reconnected = this.failures > 0;
     this.failures = 0;
+    this.waiting = null;
     this.self = {
       participant_id: message.participant_id,
       user_id: message.user_id,
       display_name: message.display_name,
       avatar_url: message.avatar_url ?? null,
+      media_token: message.media_token ?? null, // lets the page fetch avatars (stage.js)
       role: message.role,
       audio_muted: !this.micOn(),
       video_muted: !this.cameraOn(),
@@ -160,6 +163,10 @@ export class Session {
     } else if (code === "reconnect") {
       // The server ends this session but the meeting goes on: join again.
       this.drop(words || "the server asked to reconnect");
+    } else if (code === "unavailable") {
+      // The user's homeserver could not confirm the sign-in (down, slow): it may be back
+      // soon, so wait for it and join again rather than give up.
+      this.drop(words || "the homeserver could not be reached", WAITING_FOR_HOMESERVER);
     } else if (message.in_reply_to === "publish") {
       this.publish?.refuse(words || "refused by the server");
     } else if (this.state !== "joined") {
@@ -171,13 +178,15 @@ export class Session {
     }
   }
 
-  /** The connection dropped: tear down and try again after a back-off. */
-  drop(reason) {
+  /** The connection dropped: tear down and try again after a back-off. `waiting` says
+   * what the page waits for, when it is not the network. */
+  drop(reason, waiting = null) {
     if (this.endReason) return;
     console.info("Meeting connection lost:", reason);
     this.teardown();
     this.failures += 1;
     const delay = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length) - 1];
+    this.waiting = waiting;
     this.setState("reconnecting");
     this.retryTimer = setTimeout(() => this.connect(), delay * (0.8 + Math.random() * 0.4));
   }

@@ -30,7 +30,9 @@ function shownOn(participant, source) {
 }
 
 class Tile {
-  constructor(participantId, source, local) {
+  /** `mediaToken()`: the token from `joined` that lets this page fetch avatars. */
+  constructor(participantId, source, local, mediaToken) {
+    this.mediaToken = mediaToken;
     this.node = element("figure", "tile no-video");
     this.node.dataset.participantId = participantId;
     this.node.dataset.source = source;
@@ -62,7 +64,8 @@ class Tile {
     this.refreshVideo();
   }
 
-  /** The Matrix avatar (through the bridge, /avatar/<server>/<media id>), else initials. */
+  /** The Matrix avatar (through the bridge, /avatar/<server>/<media id>?token=<media
+   * token>), else initials. */
   showAvatar(participant) {
     const letters = initials(participant.display_name || participant.user_id);
     const match = /^mxc:\/\/([^/]+)\/([A-Za-z0-9_-]+)$/.exec(participant.avatar_url || "");
@@ -70,7 +73,8 @@ class Tile {
       this.avatar.textContent = letters;
       return;
     }
-    const src = `/avatar/${encodeURIComponent(match[1])}/${encodeURIComponent(match[2])}`;
+    const path = `/avatar/${encodeURIComponent(match[1])}/${encodeURIComponent(match[2])}`;
+    const src = `${path}?token=${encodeURIComponent(this.mediaToken() ?? "")}`;
     if (this.avatar.firstElementChild?.getAttribute("src") === src) return;
     const img = document.createElement("img");
     img.alt = "";
@@ -131,6 +135,7 @@ export class Stage {
     this.tiles = new Map(); // `${participantId}/${source}` -> Tile
     this.people = new Map(); // participantId -> participant
     this.localId = null;
+    this.mediaToken = null; // from our own participant (`joined`): avatars need it
   }
 
   key(participantId, source) {
@@ -146,7 +151,10 @@ export class Stage {
 
   /** Shows (or updates) a participant's camera tile. */
   upsert(participant, local = false) {
-    if (local) this.localId = participant.participant_id;
+    if (local) {
+      this.localId = participant.participant_id;
+      this.mediaToken = participant.media_token ?? null;
+    }
     this.people.set(participant.participant_id, participant);
     for (const source of ["camera", "screen"]) {
       const tile = this.tiles.get(this.key(participant.participant_id, source));
@@ -162,7 +170,7 @@ export class Stage {
     let tile = this.tiles.get(key);
     if (tile) return tile;
     const participant = this.people.get(participantId) ?? { participant_id: participantId };
-    tile = new Tile(participantId, source, participantId === this.localId);
+    tile = new Tile(participantId, source, participantId === this.localId, () => this.mediaToken);
     tile.describe(shownOn(participant, source), this.label(participant, source));
     this.tiles.set(key, tile);
     if (source === "screen") this.presentation.append(tile.node);
@@ -250,6 +258,7 @@ export class Stage {
     this.tiles.clear();
     this.people.clear();
     this.localId = null;
+    this.mediaToken = null;
     this.layout();
   }
 }

@@ -82,14 +82,21 @@ export class MeetingView {
     this.announcer.alert(text);
   }
 
-  setConnection(state) {
+  /** `waiting`: while reconnecting, what the page waits for (words), if not the network. */
+  setConnection(state, waiting = null) {
     const status = $("connection-status");
-    const words = { connecting: "Connecting…", reconnecting: "Reconnecting…" }[state];
+    const words = state === "reconnecting" && waiting
+      ? waiting
+      : { connecting: "Connecting…", reconnecting: "Reconnecting…" }[state];
+    const before = document.body.dataset.state;
+    const wordsBefore = status.textContent;
     status.hidden = !words;
     status.textContent = words ?? "";
-    const before = document.body.dataset.state;
     document.body.dataset.state = state;
-    if (state === "reconnecting" && before !== state) this.announcer.alert("Connection lost. Reconnecting…");
+    // Said once per change, not on every retry.
+    if (state === "reconnecting" && (before !== state || wordsBefore !== words)) {
+      this.announcer.alert(waiting ?? "Connection lost. Reconnecting…");
+    }
     if (state === "connecting" || state === "reconnecting") showScreen("meeting");
   }
 

@@ -48,6 +48,9 @@ const ENDINGS = {
   failed: { title: "Something went wrong", text: "", rejoin: false },
 };
 
+/** Shown while the page joins again after `unavailable` (the sign-in could not be checked). */
+export const WAITING_FOR_HOMESERVER = "Waiting for your homeserver to confirm who you are…";
+
 /** Signaling error codes after which the page must not reconnect. */
 export const FINAL_ERRORS = new Set([
   "meeting_ended", "replaced", "unauthorized", "link_expired", "server_not_allowed",
