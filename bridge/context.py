@@ -166,6 +166,8 @@ class Bridge:
                 max_sockets_per_meeting=config["web.max_sockets_per_meeting"],
                 signin_timeout=config["web.signin_timeout"],
             ),
+            # Renewed at half their lifetime, while someone stays in a meeting.
+            ice_renewal=config["media.turn.lifetime"] / 2 if config["media.turn.urls"] else None,
         )
         self.avatars = AvatarProxy(
             config["homeserver.address"],

@@ -210,10 +210,14 @@ class SignalingDoor:
         ice_servers: IceServers,
         clock: Clock,
         limits: SocketLimits,
+        ice_renewal: float | None = None,
     ) -> None:
         self.meetings = meetings
         self.signin = signin
         self.ice_servers = ice_servers
+        #: Seconds between fresh ICE server credentials sent to each participant (TURN
+        #: credentials are short-lived); None when there is nothing to renew.
+        self.ice_renewal = ice_renewal
         self.clock = clock
         self.limits = limits
         self.origins = limits.origins()
@@ -406,10 +410,15 @@ class Session:
 
     async def run(self) -> None:
         self._writer_task = asyncio.create_task(self._writer(), name="ws-writer")
+        renewal: asyncio.Task[None] | None = None
         try:
             if await self._await_join():
+                if self.door.ice_renewal is not None:
+                    renewal = asyncio.create_task(self._renew_ice(self.door.ice_renewal))
                 await self._serve()
         finally:
+            if renewal is not None:
+                renewal.cancel()
             self._closing = True
             self.door.media_tokens.revoke(self.media_token)
             if self.participant is not None:
@@ -424,6 +433,15 @@ class Session:
                 await asyncio.wait_for(asyncio.shield(self._writer_task), 5)
             self._writer_task.cancel()
         await self.ws.close()
+
+    async def _renew_ice(self, every: float) -> None:
+        """Fresh TURN credentials before the last ones expire: they are short-lived, so
+        someone removed from the meeting keeps them only briefly."""
+        while self.participant is not None and self.participant.present:
+            await asyncio.sleep(every)
+            if self.participant.present:
+                ice_servers = self.door.ice_servers(self.participant.user_id)
+                self.send({"type": "ice_servers", "ice_servers": ice_servers})
 
     # Joining ---------------------------------------------------------------------
 

@@ -16,6 +16,16 @@ function newPeerConnection(iceServers) {
   });
 }
 
+/** New ICE servers (fresh TURN credentials) for a connection that is already up. */
+function updateIceServers(pc, iceServers) {
+  if (!Array.isArray(iceServers) || pc.signalingState === "closed") return;
+  try {
+    pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+  } catch (error) {
+    console.warn("Could not renew the ICE servers", error);
+  }
+}
+
 /** Resolves when ICE gathering is complete (or after `timeoutMs`, with what was found). */
 export function iceGatheringComplete(pc, timeoutMs = GATHERING_TIMEOUT_MS) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -75,6 +85,11 @@ export class PublishConnection {
     this.queue = Promise.resolve();
     this.answerWaiter = null;
     watchFailure(this.pc, "publish", onFailed);
+  }
+
+  /** Fresh TURN credentials from the server (`ice_servers`). */
+  setIceServers(iceServers) {
+    updateIceServers(this.pc, iceServers);
   }
 
   /** Whether `source` is being sent. */
@@ -193,6 +208,11 @@ export class ReceiveConnection {
     this.queue = Promise.resolve();
     this.current = [];
     watchFailure(this.pc, "receive", onFailed);
+  }
+
+  /** Fresh TURN credentials from the server (`ice_servers`). */
+  setIceServers(iceServers) {
+    updateIceServers(this.pc, iceServers);
   }
 
   handleOffer(sdp) {

@@ -344,5 +344,14 @@ const HANDLERS = {
     this.end("meeting_ended");
   },
   pong() {},
+
+  /** Fresh TURN credentials (the old ones are about to expire). */
+  ice_servers(message) {
+    if (!Array.isArray(message.ice_servers)) return;
+    this.iceServers = message.ice_servers;
+    for (const connection of [this.publish, this.receive]) {
+      connection?.setIceServers(message.ice_servers);
+    }
+  },
   error: Session.prototype.onError,
 };
