@@ -133,9 +133,6 @@ class Member:
     #: over a window is the delay added (queues in the SFU or a client falling behind).
     delay: dict[str, float] = field(default_factory=dict)
     mids: dict[str, tuple[str, str]] = field(default_factory=dict)
-    last_ts: dict[str, int] = field(default_factory=dict)
-    back: dict[str, int] = field(default_factory=dict)
-    gaps: list[int] = field(default_factory=list)
     tapped: set[str] = field(default_factory=set)
     pc: RTCPeerConnection | None = None
     publish_pc: RTCPeerConnection | None = None
@@ -150,12 +147,6 @@ class Member:
                 self.first_video[publisher] = time.monotonic()
             self.video[publisher] = self.video.get(publisher, 0) + 1
             self.delay[publisher] = time.monotonic() - frame.timestamp / VIDEO_CLOCK
-            last = self.last_ts.get(publisher)
-            if last is not None and frame.timestamp <= last:
-                self.back[publisher] = self.back.get(publisher, 0) + 1
-            if last is not None:
-                self.gaps.append(frame.timestamp - last)
-            self.last_ts[publisher] = frame.timestamp
         else:
             self.audio[publisher] = self.audio.get(publisher, 0) + 1
 
@@ -218,8 +209,6 @@ class Member:
             "video": dict(self.video),
             "audio": dict(self.audio),
             "delay": dict(self.delay),
-            "back": dict(self.back),
-            "gaps": __import__("collections").Counter(self.gaps).most_common(6),
             "sent": self.camera.sent if self.camera is not None else 0,
         }
 
@@ -358,7 +347,8 @@ class Window:
     @property
     def others(self) -> float:
         """CPU of everything but the SFU and the clients (this process too), % of a core."""
-        return self.machine_busy * (os.cpu_count() or 1) - self.sfu - sum(self.clients)
+        busy = self.machine_busy * (os.cpu_count() or 1) - self.sfu - sum(self.clients)
+        return max(0.0, busy)  # clock ticks are coarse: a few % either way
 
     @classmethod
     def between(cls, a: Snapshot, b: Snapshot) -> Window:
@@ -398,6 +388,14 @@ def ms(values: list[float]) -> str:
 
 
 # The benchmark
+
+
+def pin(pid: int) -> list[int]:
+    """Keep every thread of process ``pid`` on our last CPU; returns the other CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpus[-1]})
+    return cpus[:-1]
 
 
 @dataclass
@@ -480,6 +478,9 @@ async def bench(args: argparse.Namespace, loadavg: str) -> None:
         directory = Path(tmp)
         (directory / "media.pickle").write_bytes(pickle.dumps((clip, opus)))
         sfu, base = await start_sfu(args)
+        client_cpus = None
+        if args.pin_sfu:
+            client_cpus = pin(sfu.pid)
         clients: list[ClientProcess] = []
         try:
             for index, share in enumerate(s for s in shares if s):
@@ -490,6 +491,7 @@ async def bench(args: argparse.Namespace, loadavg: str) -> None:
                     "steady_start": steady_start,
                     "steady_end": steady_end,
                     "close_timeout": args.close_timeout,
+                    "cpus": client_cpus,
                 }
                 clients.append(await start_client(plan, directory, index, args.client_nice))
             for c in clients:
@@ -646,6 +648,7 @@ def report(
         if before and after
         else float("nan")
     )
+    audio_in = received - input_fps  # exact with one publisher
     # Each publisher's camera and microphone: fps + 50 Opus frames a second.
     expected_in = args.publishers * (args.fps + 50)
     cost = steady.sfu / 100 * 1e6 / forwarded if forwarded else float("nan")
@@ -672,9 +675,14 @@ def report(
     print(
         f"clip: VP8 {width}x{height} {args.fps} fps {bitrate / 1e6:.2f} Mbit/s; "
         f"publishers sent {min(sent_rates, default=0):.1f} to "
-        f"{max(sent_rates, default=0):.1f} fps; SFU input from {FIRST_PUBLISHER}: "
-        f"{input_fps:.1f} fps; SFU input, all tracks: {received:.0f} frames/s (sent: "
-        f"{expected_in}); SFU forwarded {forwarded:.0f} frames/s (audio and video), "
+        f"{max(sent_rates, default=0):.1f} fps video each; SFU took in "
+        + (
+            f"{input_fps:.1f} fps video and {audio_in:.1f} fps audio"
+            if args.publishers == 1
+            else f"{input_fps:.1f} fps video from {FIRST_PUBLISHER}"
+        )
+        + f", {received:.0f} frames/s in all (sent: {expected_in}); "
+        f"SFU forwarded {forwarded:.0f} frames/s (audio and video), "
         f"{cost:.0f} us of SFU CPU each, dropped {dropped} in the steady window; "
         f"audio fps per subscription min / median: "
         f"{min(audio_rates, default=float('nan')):.1f} / {median(audio_rates):.1f}"
@@ -751,6 +759,12 @@ def main() -> None:
         default=0,
         help="niceness of the client processes; 10 lets the SFU have the CPUs first",
     )
+    parser.add_argument(
+        "--pin-sfu",
+        action="store_true",
+        help="keep the SFU on the last CPU and the clients on the others (other programs "
+        "on the machine may still use it)",
+    )
     parser.add_argument("--width", type=int, help="default 640 (one publisher), else 320")
     parser.add_argument("--height", type=int, help="default 360 (one publisher), else 180")
     parser.add_argument(
@@ -765,6 +779,8 @@ def main() -> None:
     if args.mode == "client":
         os.nice(args.client_nice)
         plan = json.loads(Path(args.plan).read_text())
+        if plan["cpus"]:
+            os.sched_setaffinity(0, plan["cpus"])
         media = pickle.loads(Path(plan["media"]).read_bytes())
         asyncio.run(client(plan, media))
         return
