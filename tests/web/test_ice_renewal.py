@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from mautrix.util.async_db import Database
+from aiohttp.test_utils import TestClient
 
-from bridge.auth.signin import SignIn
-from bridge.clock import ManualClock
-from bridge.db import Storage, upgrade_table
 from bridge.meeting.attendee import NOT_A_MEMBER
 from bridge.meeting.meetings import Meetings
-from bridge.web.avatars import AvatarProxy
-from bridge.web.server import WebServer
-from bridge.web.signaling import SignalingDoor, SocketLimits
-from tests.meeting.fakes import FakeMedia
-from tests.web.test_server import PUBLIC, TrustingSignIn
+from tests.web.inprocess import in_process_site
 
 
 class Credentials:
@@ -39,37 +30,9 @@ class Credentials:
 
 @pytest.fixture
 async def site() -> AsyncIterator[tuple[TestClient[Any, Any], Meetings, Credentials]]:
-    with tempfile.TemporaryDirectory() as directory:
-        db = Database.create(f"sqlite:{directory}/bridge.db", upgrade_table=upgrade_table)
-        await db.start()
-        storage = Storage(db)
-        meetings = Meetings(storage.meetings, storage.attendance, FakeMedia(), ManualClock())
-        credentials = Credentials()
-        door = SignalingDoor(
-            meetings,
-            cast(SignIn, TrustingSignIn()),
-            credentials,
-            ManualClock(),
-            SocketLimits(public_url=PUBLIC),
-            ice_renewal=0.05,
-        )
-
-        async def readiness() -> dict[str, bool]:
-            return {}
-
-        avatars = AvatarProxy("http://127.0.0.1:1", "token", {"x"}, door.media_tokens)
-        server = WebServer(
-            "127.0.0.1", 0, meetings.get, door, avatars, readiness, public_url=PUBLIC
-        )
-        client: TestClient[Any, Any] = TestClient(TestServer(server.app, host="127.0.0.1"))
-        await client.start_server()
-        try:
-            yield client, meetings, credentials
-        finally:
-            await door.close()
-            await client.close()
-            await avatars.close()
-            await db.stop()
+    credentials = Credentials()
+    async with in_process_site(credentials, ice_renewal=0.05) as site:
+        yield site.client, site.meetings, credentials
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:

@@ -11,25 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mautrix.util.async_db import Database
 
-from bridge.auth.signin import SignIn
-from bridge.clock import ManualClock
-from bridge.db import Storage, upgrade_table
-from bridge.meeting.meetings import Meetings
-from bridge.web.avatars import AvatarProxy
-from bridge.web.messages import Join, ProtocolError, Publish, parse_message
-from bridge.web.server import WebServer
-from bridge.web.signaling import SignalingDoor, SocketLimits
-from tests.meeting.fakes import FakeMedia
-from tests.web.test_server import PUBLIC, TrustingSignIn
+from bridge.web.messages import Join, Ping, ProtocolError, Publish, parse_message
+from tests.web.inprocess import in_process_site
 
 JSON = dict[str, Any]
 
@@ -99,17 +89,27 @@ def expected_error(frame: str | bytes) -> bool:
     return isinstance(message, Join) or (isinstance(message, Publish) and message.sdp == "bad")
 
 
-async def until_pong(ws: aiohttp.ClientWebSocketResponse) -> list[JSON]:
-    """Everything the server sent before the answer to our ping."""
+def is_ping(frame: str | bytes) -> bool:
+    try:
+        return isinstance(frame, str) and isinstance(parse_message(frame), Ping)
+    except ProtocolError:
+        return False
+
+
+async def until_pong(ws: aiohttp.ClientWebSocketResponse, pongs: int = 1) -> list[JSON]:
+    """Everything the server sent up to its ``pongs``-th pong (pings in the batch are
+    answered too; ours is the last)."""
     seen: list[JSON] = []
     async with asyncio.timeout(10):
-        while True:
+        while pongs:
             msg = await ws.receive()
             assert msg.type == aiohttp.WSMsgType.TEXT, msg
             data: JSON = json.loads(msg.data)
             if data.get("type") == "pong":
-                return seen
-            seen.append(data)
+                pongs -= 1
+            else:
+                seen.append(data)
+    return seen
 
 
 async def joined(client: TestClient[Any, Any], path: str, name: str) -> Any:
@@ -122,58 +122,31 @@ async def joined(client: TestClient[Any, Any], path: str, name: str) -> Any:
 
 
 async def scenario(batch: list[str | bytes]) -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        db = Database.create(f"sqlite:{directory}/bridge.db", upgrade_table=upgrade_table)
-        await db.start()
-        storage = Storage(db)
-        meetings = Meetings(storage.meetings, storage.attendance, FakeMedia(), ManualClock())
-        door = SignalingDoor(
-            meetings,
-            cast(SignIn, TrustingSignIn()),
-            lambda user_id: [],
-            ManualClock(),
-            SocketLimits(public_url=PUBLIC),
-        )
-
-        async def readiness() -> dict[str, bool]:
-            return {}
-
-        avatars = AvatarProxy("http://127.0.0.1:1", "token", {"x"}, door.media_tokens)
-        server = WebServer(
-            "127.0.0.1", 0, meetings.get, door, avatars, readiness, public_url=PUBLIC
-        )
-        client: TestClient[Any, Any] = TestClient(TestServer(server.app, host="127.0.0.1"))
-        await client.start_server()
-        try:
-            meeting, _ = await meetings.start("!room", "Fuzz", "@alice:x")
-            path = f"/meet/{meeting.id}/ws"
-            bob = await joined(client, path, "bob")
-            mallory = await joined(client, path, "mallory")
-            for frame in batch:
-                if isinstance(frame, bytes):
-                    await mallory.send_bytes(frame)
-                else:
-                    await mallory.send_str(frame)
-            await mallory.send_json({"type": "ping"})
-            answers = await until_pong(mallory)
-            errors = [a for a in answers if a.get("type") == "error"]
-            assert [e for e in errors if e["code"] == "internal"] == []
-            assert all(isinstance(e.get("message"), str) and e["message"] for e in errors)
-            assert len(errors) == sum(expected_error(frame) for frame in batch)
-            # The meeting goes on: bob is still in and answered; both are still present.
-            await bob.send_json({"type": "ping"})
-            await until_pong(bob)
-            assert sorted(p.user_id for p in meeting.participants.values()) == [
-                "@bob:x",
-                "@mallory:x",
-            ]
-            await mallory.close()
-            await bob.close()
-        finally:
-            await door.close()
-            await client.close()
-            await avatars.close()
-            await db.stop()
+    async with in_process_site() as site:
+        meeting, _ = await site.meetings.start("!room", "Fuzz", "@alice:x")
+        path = f"/meet/{meeting.id}/ws"
+        bob = await joined(site.client, path, "bob")
+        mallory = await joined(site.client, path, "mallory")
+        for frame in batch:
+            if isinstance(frame, bytes):
+                await mallory.send_bytes(frame)
+            else:
+                await mallory.send_str(frame)
+        await mallory.send_json({"type": "ping"})
+        answers = await until_pong(mallory, 1 + sum(is_ping(frame) for frame in batch))
+        errors = [a for a in answers if a.get("type") == "error"]
+        assert [e for e in errors if e["code"] == "internal"] == []
+        assert all(isinstance(e.get("message"), str) and e["message"] for e in errors)
+        assert len(errors) == sum(expected_error(frame) for frame in batch)
+        # The meeting goes on: bob is still in and answered; both are still present.
+        await bob.send_json({"type": "ping"})
+        await until_pong(bob)
+        assert sorted(p.user_id for p in meeting.participants.values()) == [
+            "@bob:x",
+            "@mallory:x",
+        ]
+        await mallory.close()
+        await bob.close()
 
 
 @settings(
