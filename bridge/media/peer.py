@@ -14,6 +14,7 @@ from aiortc import (
 )
 
 from . import aiortc_hooks
+from .clock import Clock
 
 
 def new_peer_connection(ice_servers: Sequence[RTCIceServer]) -> RTCPeerConnection:
@@ -40,6 +41,32 @@ def on_connection_lost(
     def on_state() -> None:
         if still_current() and pc.connectionState in ("failed", "closed"):
             lost()
+
+
+def on_never_connected(
+    pc: RTCPeerConnection,
+    clock: Clock,
+    timeout: float,
+    still_current: Callable[[], bool],
+    lost: Callable[[], None],
+) -> None:
+    """Call ``lost`` when ``pc`` has not connected ``timeout`` seconds after it was made.
+
+    A client that never sends connectivity checks (it died, or named no address the
+    SFU will check) would otherwise hold its connection, and its place, for ever: with
+    no trickle ICE and no end-of-candidates, aioice waits on.
+    """
+
+    def check() -> None:
+        if still_current() and pc.connectionState != "connected":
+            lost()
+
+    timer = clock.call_later(timeout, check)
+
+    @pc.on("connectionstatechange")
+    def on_state() -> None:
+        if pc.connectionState in ("connected", "closed", "failed"):
+            timer.cancel()
 
 
 async def set_local_description(

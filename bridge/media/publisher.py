@@ -24,6 +24,7 @@ from .peer import (
     close_peer_connection,
     new_peer_connection,
     on_connection_lost,
+    on_never_connected,
     set_local_description,
 )
 from .sdp_rules import SdpSection, check_publish_offer
@@ -209,6 +210,13 @@ class Publisher:
                 pc,
                 lambda: self._pc is pc,
                 lambda: self._listener.connection_lost("connection lost"),
+            )
+            on_never_connected(
+                pc,
+                self._clock,
+                self._settings.connect_timeout,
+                lambda: self._pc is pc,
+                lambda: self._listener.connection_lost("never connected"),
             )
             self._pc = pc
         return self._pc

@@ -40,6 +40,8 @@ class MediaSettings:
     subscription_queue_frames: int = 30
     #: Time a client has to answer a server offer before its media is closed.
     answer_timeout: float = 30.0
+    #: Time a new connection has to connect (ICE and DTLS) before it is closed.
+    connect_timeout: float = 30.0
     #: RFC 6464 level (-dBov, 0 is loudest) at or under which a participant speaks.
     speaking_level_dbov: int = 50
     #: How long a new loudest speaker must stay ahead before becoming active speaker.
@@ -72,6 +74,7 @@ class MediaSettings:
             "ice_gathering_timeout",
             "keyframe_request_interval",
             "answer_timeout",
+            "connect_timeout",
             "speaker_switch_delay",
         ):
             if getattr(self, name) <= 0:

@@ -19,6 +19,7 @@ from .peer import (
     close_peer_connection,
     new_peer_connection,
     on_connection_lost,
+    on_never_connected,
     set_local_description,
 )
 from .publisher import PublishedTrack, Spawn
@@ -153,6 +154,13 @@ class Subscriber:
             pc = new_peer_connection(self._settings.ice_servers)
             on_connection_lost(
                 pc, lambda: self._pc is pc, lambda: self._on_lost("connection lost")
+            )
+            on_never_connected(
+                pc,
+                self._clock,
+                self._settings.connect_timeout,
+                lambda: self._pc is pc,
+                lambda: self._on_lost("never connected"),
             )
             self._pc = pc
         return self._pc

@@ -70,7 +70,8 @@ class ParticipantMediaClosed:
 
     ``reason`` is one of ``"left"`` (``ParticipantMedia.close()``), ``"connection lost"``
     (either connection failed, timed out on ICE consent, or the peer closed it),
-    ``"no answer"`` (the client did not answer an offer in time), ``"signaling failed"``
+    ``"no answer"`` (the client did not answer an offer in time), ``"never connected"``
+    (a connection was not up ``connect_timeout`` after it was made), ``"signaling failed"``
     (``send_offer`` raised) or ``"router closed"``.
     """
 

@@ -469,3 +469,27 @@ async def test_h264_is_forwarded_when_preferred(meetings: Meetings) -> None:
     assert frames[0].keyframe and frames[0].data.startswith(b"\x00\x00\x00\x01")
     offered = sdp.SessionDescription.parse(bob.offers[-1]).media[0].rtp.codecs
     assert [c.mimeType for c in offered] == ["video/H264", "video/rtx"]
+
+
+async def test_a_connection_that_never_connects_is_released(meetings: Meetings) -> None:
+    clock = FakeClock()
+    meeting = meetings(clock=clock, settings=loopback_settings(connect_timeout=20))
+    alice, ghost = meeting.join("alice"), meeting.join("ghost")
+    await alice.publish(camera=False)
+    # The ghost offers from a connection that is closed at once: it never answers
+    # the server's checks and sends none of its own.
+    offer, sources = await ghost.publish_offer()
+    await ghost.media.publish(offer, sources)
+    # Alice receives the ghost's (silent) tracks on a connection that does connect.
+    await wait_for(
+        lambda: alice.receive_pc is not None and alice.receive_pc.connectionState == "connected"
+    )
+    clock.advance(19)
+    assert meeting.router.participant("ghost") is not None
+    clock.advance(1)
+    await wait_for(lambda: meeting.events_of(ParticipantMediaClosed))
+    closed = meeting.events_of(ParticipantMediaClosed)
+    assert [(e.participant_id, e.reason) for e in closed] == [("ghost", "never connected")]
+    assert meeting.router.participant("ghost") is None
+    # A connection that did connect is not touched by its timer.
+    assert meeting.router.participant("alice") is not None
