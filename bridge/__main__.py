@@ -90,14 +90,15 @@ class VisioBridge(Program):
             _fail(f"{path} cannot be read (permission denied).", EXIT_NO_CONFIG)
         except (OSError, UnicodeDecodeError) as e:
             _fail(f"{path} cannot be read ({e}).", EXIT_NO_CONFIG)
-        if self.args.no_update and self.config["web.link_secret"] == "generate":
-            # The secret would be made anew, unsaved, on every start: every link sent so
-            # far would stop working at each restart.
-            _fail(
-                "web.link_secret is 'generate' and --no-update keeps the config read-only: "
-                "set web.link_secret to a secret of at least 16 characters.",
-                EXIT_CONFIG,
-            )
+        for key in ("web.link_secret", "matrix_rtc.key"):
+            if self.args.no_update and self.config[key] == "generate":
+                # The secret would be made anew, unsaved, on every start: every link or
+                # token handed out so far would stop working at each restart.
+                _fail(
+                    f"{key} is 'generate' and --no-update keeps the config read-only: "
+                    f"set {key} to a secret of at least 32 characters.",
+                    EXIT_CONFIG,
+                )
         try:
             self.config.update(save=not self.args.no_update)
         except ConfigError as e:

@@ -72,6 +72,9 @@ class Config(BaseFileConfig):
         self.added_keys = merge_missing(
             self._data, base._data, comments_by_path(example_config_text())
         )
+        if self["matrix_rtc.key"] == "generate":
+            self["matrix_rtc.key"] = secrets.token_urlsafe(48)
+            self.added_keys.append("matrix_rtc.key")
         if self["web.link_secret"] == "generate":
             self["web.link_secret"] = secrets.token_urlsafe(32)
             self.added_keys.append("web.link_secret")
@@ -91,6 +94,7 @@ class Config(BaseFileConfig):
         self._validate_bridge()
         self._validate_media()
         self._validate_federation()
+        self._validate_matrix_rtc()
         if not isinstance(self["logging"], dict):
             raise ConfigError("logging", "must be a logging.config.dictConfig mapping")
 
@@ -271,6 +275,12 @@ class Config(BaseFileConfig):
                     "media.host_addresses", f"{address!r} is not an IP address"
                 ) from None
 
+    def _validate_matrix_rtc(self) -> None:
+        if not isinstance(self["matrix_rtc.enabled"], bool):
+            raise ConfigError("matrix_rtc.enabled", "must be true or false")
+        if len(self._require_str("matrix_rtc.key")) < 32:
+            raise ConfigError("matrix_rtc.key", "must be at least 32 characters")
+
     def _validate_federation(self) -> None:
         servers = self["federation.allowed_servers"]
         if not isinstance(servers, list):
@@ -379,4 +389,6 @@ def config_from_dict(overrides: dict[str, Any], path: str = "/nonexistent/config
         config[key] = value
     if config["web.link_secret"] == "generate":
         config["web.link_secret"] = secrets.token_urlsafe(32)
+    if config["matrix_rtc.key"] == "generate":
+        config["matrix_rtc.key"] = secrets.token_urlsafe(48)
     return config

@@ -26,6 +26,8 @@ from .auth import LinkSigner, OpenIDVerifier, PersonalLinks, SignIn
 from .clock import Clock, SystemClock
 from .config import Config
 from .db import Storage, upgrade_table
+from .livekit.service import TokenService
+from .livekit.tokens import AccessTokens
 from .matrix.appservice import BridgeAppService
 from .matrix.commands import CommandContext
 from .matrix.dispatch import RoomQueues
@@ -60,6 +62,8 @@ EXIT_TOKEN_REJECTED = 15
 EXIT_LISTEN = 16
 
 PRUNE_INTERVAL_S = 24 * 3600
+#: The ``iss`` of the LiveKit access tokens the bridge signs (LiveKit's "API key").
+LIVEKIT_API_KEY = "visio-bridge"
 
 
 def media_settings(config: Config) -> MediaSettings:
@@ -185,6 +189,12 @@ class Bridge:
             public_url=config["web.public_url"],
             element_origins=tuple(config["web.element_origins"]),
         )
+        self.livekit_tokens = AccessTokens(LIVEKIT_API_KEY, config["matrix_rtc.key"])
+        self.token_service = TokenService(
+            self.signin, self.livekit_tokens, config["web.public_url"], self.clock
+        )
+        if config["matrix_rtc.enabled"]:
+            self.token_service.routes(self.web.app)
         self.metrics = MetricsEndpoint(
             BridgeCollector(
                 lambda: meeting_counts(self.meetings),

@@ -121,16 +121,31 @@ class SignIn:
         user_id = await self.user_of(credential, meeting.id)
         if not meeting.is_live:
             raise Refusal("meeting_ended", "This meeting has ended.")
+        return await self._member(user_id, meeting.room_id)
+
+    async def admit_to_room(self, credential: OpenIDCredential, room_id: str) -> Identity:
+        """The identity of an OpenID token's holder, if they may use the bridge and are a
+        member of ``room_id`` (a call's room, with or without a meeting)."""
+        try:
+            user_id = await self.openid.verify(credential.server, credential.token)
+            return await self._member(user_id, room_id)
+        except Refusal as e:
+            self.refusals[e.code] += 1
+            raise
+
+    async def _member(self, user_id: str, room_id: str) -> Identity:
+        """The identity of a verified user, if the bridge serves them and they are a
+        joined member of the room."""
         level = self.permission_level(user_id)
         if level < Level.USER:
             raise Refusal("unauthorized", "You are not allowed to use Visio Bridge.")
         try:
-            profile = await self.rooms.member_profile(meeting.room_id, user_id)
+            profile = await self.rooms.member_profile(room_id, user_id)
             if profile is None:
                 raise Refusal(
                     "unauthorized", "Only members of the meeting's room may join this meeting."
                 )
-            power = await self.rooms.power(meeting.room_id, user_id)
+            power = await self.rooms.power(room_id, user_id)
         except RoomUnavailable as e:
             raise Refusal("internal", "The meeting's room could not be checked.") from e
         role = meeting_role(level, power.user, power.moderator)
