@@ -60,10 +60,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from sfu import (
     LOOPBACK,
     cpu_model,
+    free_port,
     process_cpu_seconds,
     process_rss_mib,
+    serve,
     sfu_stats,
-    start_sfu,
     stop_sfu,
 )
 
@@ -275,6 +276,64 @@ async def client(plan: dict[str, Any], media: tuple[Vp8Clip, tuple[bytes, ...]])
             )
 
 
+# The SFU process: bench/sfu.py's, plus a watch on its event loop
+
+
+class LagWatch:
+    """Writes how late a 10 ms timer fires: when the event loop is busy, about how long
+    one turn of the loop takes (each UDP socket is read once a turn, one datagram)."""
+
+    def __init__(self, path: str, period: float = 0.01) -> None:
+        # Line-buffered: the parent reads the file while this process runs.
+        self._out = open(path, "a", buffering=1)  # kept open for the life of the process
+        self._loop = asyncio.get_running_loop()
+        self._period = period
+        self._due = self._loop.time() + period
+        self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        now = self._loop.time()  # time.monotonic(), as in the other processes
+        self._out.write(f"{now:.4f} {now - self._due:.4f}\n")
+        self._due = now + self._period
+        self._loop.call_at(self._due, self._tick)
+
+
+async def serve_watched(port: int, lag_file: str) -> None:
+    LagWatch(lag_file)
+    await serve(port, [], MediaSettings.ice_gathering_timeout)
+
+
+async def start_watched_sfu(lag_file: Path) -> tuple[asyncio.subprocess.Process, str]:
+    """Like bench/sfu.py's start_sfu(), with this file's serve mode (no STUN/TURN)."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "serve",
+        "--port",
+        str(port),
+        "--lag-file",
+        str(lag_file),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the SFU process did not start: {line!r}")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def loop_lags(lag_file: Path, start: float, end: float) -> list[float]:
+    """The SFU's timer lags (seconds) between two time.monotonic() values."""
+    lags = []
+    for line in lag_file.read_text().splitlines():
+        at, lag = map(float, line.split())
+        if start <= at <= end:
+            lags.append(lag)
+    return lags
+
+
 # Measuring
 
 
@@ -307,6 +366,24 @@ def udp_counters() -> dict[str, int]:
     return dict(zip(names, map(int, values), strict=True))
 
 
+def udp_drops(pids: list[int]) -> list[int]:
+    """Datagrams dropped so far by the UDP sockets each process holds (/proc/net/udp)."""
+    drops = {}
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        drops[fields[9]] = int(fields[-1])  # inode: drops
+    found = []
+    for pid in pids:
+        total = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    total += drops.get(target[8:-1], 0)
+        found.append(total)
+    return found
+
+
 @dataclass
 class Snapshot:
     """CPU seconds of the SFU and of each client process, and machine ticks, at a moment."""
@@ -315,8 +392,11 @@ class Snapshot:
     sfu: float
     sfu_wait: float
     clients: list[float]
+    client_waits: list[float]
     machine: tuple[int, int, int]
     udp: dict[str, int]
+    #: The SFU's UDP drops, then each client's.
+    drops: list[int]
 
     @classmethod
     def take(cls, sfu_pid: int, client_pids: list[int]) -> Snapshot:
@@ -325,8 +405,10 @@ class Snapshot:
             process_cpu_seconds(sfu_pid),
             run_queue_seconds(sfu_pid),
             [process_cpu_seconds(pid) for pid in client_pids],
+            [run_queue_seconds(pid) for pid in client_pids],
             machine_ticks(),
             udp_counters(),
+            udp_drops([sfu_pid, *client_pids]),
         )
 
 
@@ -338,11 +420,14 @@ class Window:
     #: % of the time the SFU's event loop was ready to run but waited for a CPU.
     sfu_wait: float
     clients: list[float]
+    client_waits: list[float]
     machine_busy: float
     machine_steal: float
     udp_in: int
     #: Datagrams the kernel dropped because a socket's receive buffer was full.
     udp_dropped: int
+    #: Of those, the SFU's sockets' drops, then each client's.
+    drops: list[int]
 
     @property
     def others(self) -> float:
@@ -358,10 +443,12 @@ class Window:
             (b.sfu - a.sfu) / elapsed * 100,
             (b.sfu_wait - a.sfu_wait) / elapsed * 100,
             [(y - x) / elapsed * 100 for x, y in zip(a.clients, b.clients, strict=True)],
+            [(y - x) / elapsed * 100 for x, y in zip(a.client_waits, b.client_waits, strict=True)],
             (b.machine[0] - a.machine[0]) / ticks * 100,
             (b.machine[1] - a.machine[1]) / ticks * 100,
             b.udp["InDatagrams"] - a.udp["InDatagrams"],
             b.udp["RcvbufErrors"] - a.udp["RcvbufErrors"],
+            [y - x for x, y in zip(a.drops, b.drops, strict=True)],
         )
 
 
@@ -477,7 +564,8 @@ async def bench(args: argparse.Namespace, loadavg: str) -> None:
     with tempfile.TemporaryDirectory(prefix="visio-load-") as tmp:
         directory = Path(tmp)
         (directory / "media.pickle").write_bytes(pickle.dumps((clip, opus)))
-        sfu, base = await start_sfu(args)
+        lag_file = directory / "lag.txt"
+        sfu, base = await start_watched_sfu(lag_file)
         client_cpus = None
         if args.pin_sfu:
             client_cpus = pin(sfu.pid)
@@ -530,6 +618,10 @@ async def bench(args: argparse.Namespace, loadavg: str) -> None:
             at_end = Snapshot.take(sfu.pid, pids)
             stats_after = await sfu_stats_safe(base)
             hwm_end = hwm_mib(sfu.pid)
+            lags = (
+                loop_lags(lag_file, at_start.at, at_joined.at),
+                loop_lags(lag_file, at_steady.at, at_end.at),
+            )
 
             await asyncio.wait(readers, timeout=args.close_timeout)
             for reader in readers:
@@ -561,6 +653,7 @@ async def bench(args: argparse.Namespace, loadavg: str) -> None:
         },
         (stats_before, stats_after, at_end.at - at_steady.at),
         (width, height, clip.bitrate),
+        lags,
     )
 
 
@@ -580,6 +673,7 @@ def report(
     rss: dict[str, float],
     stats: tuple[dict[str, Any], dict[str, Any], float],
     clip: tuple[int, int, float],
+    loop_lag: tuple[list[float], list[float]],
 ) -> None:
     members: list[dict[str, Any]] = []
     video_rates: list[float] = []
@@ -604,7 +698,8 @@ def report(
                 sent_rates.append((b["sent"] - a["sent"]) / elapsed)
 
     publisher_times = {m["id"]: m["started"] for m in members if m["publishes"]}
-    got_in = 0
+    got_in = publishers_in = 0
+    seen: list[int] = []  # receivers: how many publishers they had video from
     first: list[float] = []  # receivers: join to first video from any publisher
     every: list[float] = []  # receivers: join to video from every publisher
     publishers_all: list[float] = []  # publishers: to video from every other publisher
@@ -617,6 +712,9 @@ def report(
         else:
             inside = m["publish_state"] == "connected"
         got_in += inside
+        publishers_in += inside and m["publishes"]
+        if not m["publishes"]:
+            seen.append(sum(p in firsts for p in others))
         if m["started"] is None:
             continue
         if not m["publishes"]:
@@ -703,10 +801,23 @@ def report(
         f"{steady.machine_steal:.0f} % of all CPUs"
     )
     print(
-        f"SFU event loop waiting for a CPU join / steady: {join.sfu_wait:.0f} / "
-        f"{steady.sfu_wait:.0f} % of the time; UDP datagrams received / dropped for a full "
-        f"receive buffer (whole machine) join: {join.udp_in} / {join.udp_dropped}, steady: "
-        f"{steady.udp_in} / {steady.udp_dropped}"
+        "main thread waiting for a CPU join / steady (% of the time): SFU "
+        f"{join.sfu_wait:.0f} / {steady.sfu_wait:.0f}; client processes "
+        + ", ".join(
+            f"{a:.0f} / {b:.0f}"
+            for a, b in zip(join.client_waits, steady.client_waits, strict=True)
+        )
+    )
+    print(
+        f"UDP datagrams received (whole machine) join / steady: {join.udp_in} / "
+        f"{steady.udp_in}; dropped for a full receive buffer: {join.udp_dropped} / "
+        f"{steady.udp_dropped}, of which the SFU's sockets {join.drops[0]} / "
+        f"{steady.drops[0]}, the client processes' {sum(join.drops[1:])} / "
+        f"{sum(steady.drops[1:])}"
+    )
+    print(
+        f"SFU event loop: a 10 ms timer fired late by p50 / p95 / max (ms) join: "
+        f"{ms(loop_lag[0])}, steady: {ms(loop_lag[1])}"
     )
     print(
         f"video delay added over the steady window, per subscription median / max: "
@@ -719,6 +830,12 @@ def report(
             f"publishers: to video of every other publisher p50 / p95 / max (ms): "
             f"{ms(publishers_all)}"
         )
+    print(
+        f"got in: {got_in - publishers_in} of {args.participants - args.publishers} "
+        f"receivers, {publishers_in} of {args.publishers} publishers; receivers had video "
+        f"from min / median {min(seen, default=0)} / {median(seen):g} of "
+        f"{args.publishers} publishers by the end"
+    )
     print(
         f"join start lag behind schedule (client processes busy) max: "
         f"{max(lags, default=0) * 1000:.0f} ms"
@@ -741,8 +858,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "client"])
+    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "client", "serve"])
     parser.add_argument("--plan", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--lag-file", help=argparse.SUPPRESS)
     parser.add_argument("--participants", type=int, default=100)
     parser.add_argument("--publishers", type=int, default=1)
     parser.add_argument("--join-window", type=float, default=10.0, help="seconds")
@@ -776,6 +895,9 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=240.0, help="bound on the whole run")
     args = parser.parse_args()
+    if args.mode == "serve":
+        asyncio.run(serve_watched(args.port, args.lag_file))
+        return
     if args.mode == "client":
         os.nice(args.client_nice)
         plan = json.loads(Path(args.plan).read_text())
@@ -786,9 +908,6 @@ def main() -> None:
         return
     if not 1 <= args.publishers < args.participants or args.client_processes < 1:
         parser.error("need 1 <= publishers < participants and at least one client process")
-    # bench/sfu.py's start_sfu() reads these: no STUN/TURN server.
-    args.ice_server = []
-    args.gathering_timeout = MediaSettings.ice_gathering_timeout
     try:
         loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         asyncio.run(asyncio.wait_for(bench(args, loadavg), timeout=args.timeout))
