@@ -3,8 +3,9 @@
     .venv/bin/python bench/load.py --participants 100 --publishers 1
     .venv/bin/python bench/load.py --participants 100 --publishers 10
 
-A fresh SFU process starts, the same one as in bench/sfu.py (a Router behind a tiny
-aiohttp WebSocket signaling server on 127.0.0.1), so its CPU time and memory are its own.
+A fresh SFU process starts, bench/sfu.py's serve() (a Router behind a tiny aiohttp
+WebSocket signaling server on 127.0.0.1) plus a 10 ms timer that logs how late it fires,
+so its CPU time and memory are its own.
 The participants are real aiortc peers spread over several client processes, so that the
 clients' work (SRTP, jitter buffers) is not all on one core: the publishers in one
 process of their own (so that their 30 fps pacing does not suffer from the receivers'
@@ -28,7 +29,12 @@ subscription over --seconds (the steady window). The SFU's CPU (utime + stime fr
 /proc/<pid>/stat, in % of one core) and RSS (VmRSS, peak VmHWM) are taken over the join
 window and over the steady window, as are the client processes' CPU and the whole
 machine's busy time (/proc/stat), to tell whether the SFU or the clients ran out first.
-Everything stays on 127.0.0.1 with no STUN/TURN server. The run is bounded by --timeout.
+Also printed: how long each main thread waited for a CPU (/proc/<pid>/schedstat), UDP
+datagrams dropped for a full receive buffer by the SFU's and by the clients' sockets
+(/proc/net/udp), how late the SFU's timer fired, what the SFU took in (bench/sfu.py's
+/stats), and how much delay the video gained over the steady window (arrival time minus
+RTP time, per subscription). Everything stays on 127.0.0.1 with no STUN/TURN server. The
+run is bounded by --timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import pickle
@@ -43,6 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +209,7 @@ class Member:
             mid = transceiver.mid
             if mid is not None and mid not in self.tapped:
                 self.tapped.add(mid)
-                tap_encoded_frames(transceiver.receiver, lambda f, mid=mid: self.on_frame(mid, f))
+                tap_encoded_frames(transceiver.receiver, functools.partial(self.on_frame, mid))
         await set_local_description(self.pc, await self.pc.createAnswer(), LOOPBACK)
         await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
 
@@ -280,8 +288,8 @@ async def client(plan: dict[str, Any], media: tuple[Vp8Clip, tuple[bytes, ...]])
 
 
 class LagWatch:
-    """Writes how late a 10 ms timer fires: when the event loop is busy, about how long
-    one turn of the loop takes (each UDP socket is read once a turn, one datagram)."""
+    """Writes how late a 10 ms timer fires: a sign of long event-loop turns (asyncio
+    reads at most one datagram from each UDP socket per turn)."""
 
     def __init__(self, path: str, period: float = 0.01) -> None:
         # Line-buffered: the parent reads the file while this process runs.
@@ -597,7 +605,6 @@ async def bench(args: argparse.Namespace, loadavg: str) -> None:
                 assert c.process.stdin is not None
                 c.process.stdin.write(f"{t0!r}\n".encode())
                 await c.process.stdin.drain()
-            rss_join = rss_steady = 0.0
 
             async def sample_until(moment: float) -> float:
                 peak = 0.0
@@ -846,7 +853,7 @@ def report(
         print(f"{len(errors)} errors, first: {errors[:3]}")
 
 
-def median(values: list[float]) -> float:
+def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
