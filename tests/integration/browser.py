@@ -80,6 +80,17 @@ class Participant:
     async def close(self) -> None:
         await self.context.close()
 
+    def csp_violations(self) -> list[str]:
+        """What the page's Content-Security-Policy blocked (inline code, foreign loads)."""
+        return [line for line in self.console if "csp-violation" in line]
+
+
+# Reports every Content-Security-Policy violation to the console, where tests see it.
+_REPORT_CSP_JS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.warn(`csp-violation: ${event.violatedDirective} ${event.blockedURI}`);
+});
+"""
 
 # What a browser does when the user refuses the camera and microphone prompt.
 _DENY_MEDIA_JS = """
@@ -93,6 +104,7 @@ async def new_participant(browser: Browser, *, deny_media: bool = False) -> Part
     """A new browser context (a separate person) with one page; ``deny_media``: the
     person refuses camera and microphone."""
     context = await browser.new_context(viewport={"width": 960, "height": 600})
+    await context.add_init_script(_REPORT_CSP_JS)
     if deny_media:
         await context.add_init_script(_DENY_MEDIA_JS)
     page = await context.new_page()
