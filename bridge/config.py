@@ -262,6 +262,7 @@ class Config(BaseFileConfig):
         if turn_urls and not self["media.turn.shared_secret"]:
             raise ConfigError("media.turn.shared_secret", "is needed when media.turn.urls is set")
         self._require_seconds("media.turn.lifetime", 60, 7 * 24 * 3600)
+        self.udp_port_range()
         if not isinstance(self["media.allow_private_candidates"], bool):
             raise ConfigError("media.allow_private_candidates", "must be true or false")
         addresses = self["media.host_addresses"]
@@ -280,6 +281,18 @@ class Config(BaseFileConfig):
             raise ConfigError("matrix_rtc.enabled", "must be true or false")
         if len(self._require_str("matrix_rtc.key")) < 32:
             raise ConfigError("matrix_rtc.key", "must be at least 32 characters")
+
+    def udp_port_range(self) -> tuple[int, int] | None:
+        """``media.udp_ports`` as (low, high), or None for any port."""
+        text = self["media.udp_ports"]
+        if text in ("", None):
+            return None
+        match = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", str(text))
+        if not match or not 1024 <= int(match[1]) <= int(match[2]) <= 65535:
+            raise ConfigError(
+                "media.udp_ports", 'must be a range like "40000-40999" (ports 1024 to 65535)'
+            )
+        return int(match[1]), int(match[2])
 
     def _validate_federation(self) -> None:
         servers = self["federation.allowed_servers"]

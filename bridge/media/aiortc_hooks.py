@@ -33,12 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import ipaddress
 import logging
+import random
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
+import aioice.turn
 from aiortc import RTCIceTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -191,7 +196,10 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
 
 
 async def gather_candidates(
-    pc: RTCPeerConnection, addresses: Iterable[str] | None, server_wait: float
+    pc: RTCPeerConnection,
+    addresses: Iterable[str] | None,
+    server_wait: float,
+    ports: tuple[int, int] | None = None,
 ) -> None:
     """Gather ICE candidates for every transport of ``pc`` that has not gathered yet.
 
@@ -201,7 +209,8 @@ async def gather_candidates(
     waiting at most ``server_wait`` seconds for them instead of aioice's fixed 5 s. Call
     before ``setLocalDescription``: aiortc's own gathering then finds the work done. Each
     socket gathered is shielded with :func:`drop_bad_datagrams` before its port is known
-    to anyone (it is first told in the SDP).
+    to anyone (it is first told in the SDP). ``ports`` (low, high) keeps host sockets in
+    a range a firewall can open; ``None``: the system's ephemeral ports.
     """
     chosen = (
         list(addresses)
@@ -213,15 +222,95 @@ async def gather_candidates(
             continue
         connection._local_candidates_start = True
         for component in sorted(connection._components):
-            candidates = await connection.get_component_candidates(
-                component=component, addresses=chosen, timeout=server_wait
-            )
+            if ports is None:
+                candidates = await connection.get_component_candidates(
+                    component=component, addresses=chosen, timeout=server_wait
+                )
+            else:
+                candidates = await _candidates_in_range(
+                    connection, component, chosen, ports, server_wait
+                )
             connection._local_candidates += candidates
         connection._local_candidates_end = True
         for protocol in connection._protocols:
             drop_bad_datagrams(protocol)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("gathered %s", connection._local_candidates)
+
+
+async def _candidates_in_range(
+    connection: aioice.ice.Connection,
+    component: int,
+    addresses: list[str],
+    ports: tuple[int, int],
+    server_wait: float,
+) -> list[aioice.ice.Candidate]:
+    """What aioice's ``get_component_candidates`` gathers, with the host sockets bound
+    in ``ports``: host candidates, server-reflexive ones through those sockets, and
+    relayed ones from aioice (their sockets only talk out, to the TURN server)."""
+    candidates: list[aioice.ice.Candidate] = []
+    hosts: list[aioice.ice.StunProtocol] = []
+    for address in addresses:
+        protocol = await _bind_in_range(connection, address, ports)
+        host, port = protocol.transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = aioice.ice.Candidate(
+            foundation=aioice.ice.candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=aioice.ice.candidate_priority(component, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        connection._protocols.append(protocol)
+        hosts.append(protocol)
+        candidates.append(protocol.local_candidate)
+    if connection.stun_server:
+        queries = [
+            asyncio.ensure_future(
+                aioice.ice.server_reflexive_candidate(protocol, connection.stun_server)
+            )
+            for protocol in hosts
+            if ipaddress.ip_address(protocol.local_candidate.host).version == 4
+        ]
+        if queries:
+            done, pending = await asyncio.wait(queries, timeout=server_wait)
+            candidates += [t.result()[0] for t in done if t.exception() is None]
+            for task in pending:
+                task.cancel()
+    if connection.turn_server:
+        # aioice types the timeout as int; it is used as a float, as gather_candidates does.
+        gather: Any = connection.get_component_candidates
+        candidates += await gather(component=component, addresses=[], timeout=server_wait)
+    return candidates
+
+
+async def _bind_in_range(
+    connection: aioice.ice.Connection, address: str, ports: tuple[int, int]
+) -> aioice.ice.StunProtocol:
+    """An ICE socket on ``address`` at a free port of ``ports``, tried from a random
+    start; OSError when every port of the range is taken."""
+    low, high = ports
+    count = high - low + 1
+    start = random.randrange(count)
+    loop = asyncio.get_running_loop()
+    for offset in range(count):
+        port = low + (start + offset) % count
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(connection), local_addr=(address, port)
+            )
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                continue
+            raise
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE
+            )
+        return protocol
+    raise OSError(errno.EADDRINUSE, f"No free UDP port in {low}-{high} on {address}.")
 
 
 def drop_bad_datagrams(protocol: aioice.ice.StunProtocol) -> None:

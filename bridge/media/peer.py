@@ -74,14 +74,15 @@ async def set_local_description(
     description: RTCSessionDescription,
     host_addresses: Sequence[str] | None,
     gathering_timeout: float = 1.0,
+    ports: tuple[int, int] | None = None,
 ) -> None:
     """``pc.setLocalDescription`` with ICE host candidates on ``host_addresses`` only.
 
     ``None`` lets aioice choose (every interface but loopback). STUN/TURN candidates are
     waited for at most ``gathering_timeout`` seconds: aiortc has no trickle ICE, so this
-    wait is part of every offer and answer.
+    wait is part of every offer and answer. ``ports`` keeps host sockets in a range.
     """
-    await aiortc_hooks.gather_candidates(pc, host_addresses, gathering_timeout)
+    await aiortc_hooks.gather_candidates(pc, host_addresses, gathering_timeout, ports)
     await pc.setLocalDescription(description)
 
 

@@ -181,6 +181,7 @@ class Publisher:
                     await pc.createAnswer(),
                     self._settings.host_addresses,
                     self._settings.ice_gathering_timeout,
+                    self._settings.udp_ports,
                 )
             except ValueError as error:  # aiortc's word on what the offer asks
                 raise MediaError(f"The offer could not be answered: {error}") from error

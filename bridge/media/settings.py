@@ -23,6 +23,8 @@ class MediaSettings:
 
     ice_servers: Sequence[RTCIceServer] = field(default_factory=tuple)
     host_addresses: Sequence[str] | None = None
+    #: The UDP ports (low, high) host sockets are bound in, for a firewall; None: any.
+    udp_ports: tuple[int, int] | None = None
     #: Longest wait for STUN/TURN candidates in an offer or answer. aiortc has no trickle
     #: ICE, so every join waits for them; aioice alone would wait up to 5 s for a STUN
     #: server that does not answer.
@@ -60,6 +62,11 @@ class MediaSettings:
             for address in self.host_addresses:
                 ipaddress.ip_address(address)  # raises ValueError with the bad address
             object.__setattr__(self, "host_addresses", tuple(self.host_addresses))
+        if self.udp_ports is not None:
+            low, high = self.udp_ports
+            if not 1024 <= low <= high <= 65535:
+                raise ValueError("udp_ports must be (low, high) with 1024 <= low <= high <= 65535")
+            object.__setattr__(self, "udp_ports", (int(low), int(high)))
         codecs = tuple(self.video_codecs)
         unknown = [c for c in codecs if c not in SUPPORTED_VIDEO_CODECS]
         if not codecs or unknown:

@@ -217,7 +217,11 @@ class Subscriber:
         carried = [(slot, slot.subscription) for slot in self._slots]
         offer = await pc.createOffer()
         await set_local_description(
-            pc, offer, self._settings.host_addresses, self._settings.ice_gathering_timeout
+            pc,
+            offer,
+            self._settings.host_addresses,
+            self._settings.ice_gathering_timeout,
+            self._settings.udp_ports,
         )
         if self._closed:
             return
