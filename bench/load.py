@@ -68,11 +68,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from sfu import (
     LOOPBACK,
     cpu_model,
-    free_port,
     process_cpu_seconds,
     process_rss_mib,
     serve,
     sfu_stats,
+    spawn_sfu,
     stop_sfu,
 )
 
@@ -313,23 +313,7 @@ async def serve_watched(port: int, lag_file: str) -> None:
 
 async def start_watched_sfu(lag_file: Path) -> tuple[asyncio.subprocess.Process, str]:
     """Like bench/sfu.py's start_sfu(), with this file's serve mode (no STUN/TURN)."""
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "serve",
-        "--port",
-        str(port),
-        "--lag-file",
-        str(lag_file),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-    if line.strip() != b"ready":
-        raise RuntimeError(f"the SFU process did not start: {line!r}")
-    return process, f"http://127.0.0.1:{port}"
+    return await spawn_sfu(__file__, ["--lag-file", str(lag_file)])
 
 
 def loop_lags(lag_file: Path, start: float, end: float) -> list[float]:

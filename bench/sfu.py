@@ -247,16 +247,22 @@ class Result:
 
 
 async def start_sfu(args: argparse.Namespace) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
     servers = [a for url in args.ice_server for a in ("--ice-server", url)]
     servers += ["--gathering-timeout", str(args.gathering_timeout)]
+    return await spawn_sfu(__file__, servers)
+
+
+async def spawn_sfu(script: str, extra: list[str]) -> tuple[asyncio.subprocess.Process, str]:
+    """Run ``script serve --port <free port> *extra`` as the SFU process; returns it and
+    its URL once it says it is ready (it stops when its stdin closes: stop_sfu)."""
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        __file__,
+        script,
         "serve",
         "--port",
         str(port),
-        *servers,
+        *extra,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )

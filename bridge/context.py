@@ -162,7 +162,6 @@ class Bridge:
             self.meetings,
             self.signin,
             self._ice_servers,
-            self.clock,
             SocketLimits(
                 public_url=config["web.public_url"],
                 allowed_origins=tuple(config["web.allowed_origins"]),

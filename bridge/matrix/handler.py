@@ -228,10 +228,7 @@ class MatrixHandler:
         meeting = self.meetings.live_in_room(room_id)
         if meeting is not None:
             await self.meetings.end(meeting, self.bot.mxid)
-            try:
-                await self.meeting_room.retract(meeting)
-            except MatrixRequestError as e:
-                log.warning("Could not take the meeting out of %s: %s", room_id, e.message)
+            await self._retract(meeting, room_id)
         log.info("Leaving %s: no real user is left", room_id)
         try:
             await self.bot.leave_room(room_id, reason="Nobody is left")

@@ -253,8 +253,7 @@ class Meetings:
                 )
         finally:
             live.admitting -= 1
-            if live.empty:
-                await self._close_if_empty(live)
+            await self._close_if_empty(live)
         log.info("%s joined meeting %s as %s", identity.user_id, meeting.id, participant.id)
         await self._notify(meeting, Change.JOINED)
         return participant

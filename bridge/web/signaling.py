@@ -21,8 +21,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from ..auth.signin import Credential, LinkCredential, OpenIDCredential, SignIn
-from ..clock import Clock
-from ..meeting.attendee import Dismissal
+from ..meeting.attendee import RESTARTING, Dismissal
 from ..meeting.events import (
     MeetingEvent,
     ParticipantJoined,
@@ -208,7 +207,6 @@ class SignalingDoor:
         meetings: Meetings,
         signin: SignIn,
         ice_servers: IceServers,
-        clock: Clock,
         limits: SocketLimits,
         ice_renewal: float | None = None,
     ) -> None:
@@ -218,7 +216,6 @@ class SignalingDoor:
         #: Seconds between fresh ICE server credentials sent to each participant (TURN
         #: credentials are short-lived); None when there is nothing to renew.
         self.ice_renewal = ice_renewal
-        self.clock = clock
         self.limits = limits
         self.origins = limits.origins()
         #: Who may fetch avatars (read by :class:`~bridge.web.avatars.AvatarProxy`).
@@ -289,7 +286,7 @@ class SignalingDoor:
     async def close(self) -> None:
         """Close every socket (those still signing in too) and wait for the rest."""
         for session in list(self.sessions):
-            await session.dismiss(Dismissal("reconnect", "The meeting server is restarting."))
+            await session.dismiss(RESTARTING)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

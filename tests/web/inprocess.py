@@ -43,7 +43,6 @@ async def in_process_site(
             meetings,
             cast(SignIn, TrustingSignIn()),
             ice_servers,
-            ManualClock(),
             SocketLimits(public_url=PUBLIC),
             ice_renewal=ice_renewal,
         )

@@ -218,7 +218,6 @@ async def make_site(meetings: Meetings, repository: MediaRepository) -> AsyncIte
             meetings,
             cast(SignIn, TrustingSignIn()),
             lambda user_id: [],
-            ManualClock(),
             SocketLimits(public_url=PUBLIC, **limits),
         )
         avatars = AvatarProxy(repository.url, AS_TOKEN, {"x"}, door.media_tokens)
