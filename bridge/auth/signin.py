@@ -10,8 +10,9 @@ questions through :class:`RoomDirectory`, which :mod:`bridge.matrix` implements.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -111,24 +112,24 @@ class SignIn:
         Raises :class:`~bridge.refusal.Refusal` with the signaling error code and a
         sentence for the user.
         """
-        try:
-            return await self._admit(credential, meeting)
-        except Refusal as e:
-            self.refusals[e.code] += 1
-            raise
-
-    async def _admit(self, credential: Credential, meeting: Meeting) -> Identity:
-        user_id = await self.user_of(credential, meeting.id)
-        if not meeting.is_live:
-            raise Refusal("meeting_ended", "This meeting has ended.")
-        return await self._member(user_id, meeting.room_id)
+        with self._counted():
+            user_id = await self.user_of(credential, meeting.id)
+            if not meeting.is_live:
+                raise Refusal("meeting_ended", "This meeting has ended.")
+            return await self._member(user_id, meeting.room_id)
 
     async def admit_to_room(self, credential: OpenIDCredential, room_id: str) -> Identity:
         """The identity of an OpenID token's holder, if they may use the bridge and are a
         member of ``room_id`` (a call's room, with or without a meeting)."""
-        try:
+        with self._counted():
             user_id = await self.openid.verify(credential.server, credential.token)
             return await self._member(user_id, room_id)
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count the refusal that leaves the block, by code, for the metrics."""
+        try:
+            yield
         except Refusal as e:
             self.refusals[e.code] += 1
             raise
