@@ -14,6 +14,11 @@ each checked by ``tests/media/test_aiortc_hooks.py``:
 - :func:`gather_candidates`: gather ICE host candidates on a configured list of
   addresses (aioice only offers those of every interface but 127.0.0.1), and bound the
   wait for STUN/TURN candidates (aioice waits up to 5 s, inside every offer/answer).
+- :func:`restart_media_when_connected`: aiortc starts the senders and receivers of a
+  renegotiation only if DTLS is already up when it connects them; sections added while
+  the first DTLS handshake runs (a LiveKit client offers its data channels, then its
+  tracks right away) would never start. Connecting again once the connection is up
+  starts them (every step is idempotent).
 - :func:`close_peer_connection`: close a peer connection without leaving an ICE consent
   task behind (aioice starts one even when the connection closed just as ICE completed).
 - :func:`drop_bad_datagrams` (part of :func:`gather_candidates`): anyone can send
@@ -71,12 +76,31 @@ def _check_versions() -> None:
         (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCRtpReceiver, "_send_rtcp_pli"),
         (RTCRtpSender, "_send_keyframe"),
+        (RTCPeerConnection, _CONNECT),
     ):
         if not hasattr(owner, name):
             raise RuntimeError(f"aiortc has no {owner.__name__}.{name}; see {__name__}")
 
 
+_CONNECT = "_RTCPeerConnection__connect"
+
 _check_versions()
+
+
+def restart_media_when_connected(pc: RTCPeerConnection) -> None:
+    """Start, once ``pc`` is connected, the senders and receivers negotiated meanwhile.
+
+    aiortc's private ``__connect`` (run after each description) starts a section's media
+    only when its DTLS transport is "new" or "connected"; a section negotiated while the
+    handshake is under way is skipped, and nothing runs ``__connect`` again. Running it
+    when the connection comes up catches those: it only starts what has not started.
+    """
+
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        if pc.connectionState == "connected":
+            await getattr(pc, _CONNECT)()
+
 
 FrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..meeting.media import (
     ActiveSpeaker,
+    Connection,
     Kind,
     MediaEvent,
     ParticipantMediaClosed,
@@ -18,6 +19,7 @@ from ..meeting.media import (
 
 __all__ = [
     "ActiveSpeaker",
+    "Connection",
     "Kind",
     "MediaEvent",
     "ParticipantMediaClosed",

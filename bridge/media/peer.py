@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
@@ -23,9 +24,11 @@ def new_peer_connection(ice_servers: Sequence[RTCIceServer]) -> RTCPeerConnectio
     Max-bundle gives one ICE and DTLS transport per connection, so one socket, one
     gathering and one handshake, however many tracks it carries.
     """
-    return RTCPeerConnection(
+    pc = RTCPeerConnection(
         RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
+    aiortc_hooks.restart_media_when_connected(pc)
+    return pc
 
 
 def on_connection_lost(
@@ -84,6 +87,29 @@ async def set_local_description(
     """
     await aiortc_hooks.gather_candidates(pc, host_addresses, gathering_timeout, ports)
     await pc.setLocalDescription(description)
+
+
+#: Trickled candidates kept for a connection whose remote description is not in yet.
+MAX_EARLY_CANDIDATES = 32
+
+
+async def add_remote_candidate(pc: RTCPeerConnection, candidate: RTCIceCandidate) -> None:
+    """Add a trickled remote candidate to ``pc``'s one (bundled) ICE transport.
+
+    Whatever section the client named, the candidate goes to the transport the bundle
+    shares: aiortc adds it only for the section that owns that transport, so it is
+    handed over once under each section's mid and lands exactly once.
+    """
+    mids = [t.mid for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        mids.append(pc.sctp.mid)
+    for mid in dict.fromkeys(m for m in mids if m is not None):
+        candidate.sdpMid = mid
+        candidate.sdpMLineIndex = None
+        try:
+            await pc.addIceCandidate(candidate)
+        except ValueError:
+            return  # after end-of-candidates: the client said it had no more
 
 
 async def close_peer_connection(pc: RTCPeerConnection) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
 from typing import Any, Protocol
 
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
@@ -21,6 +21,8 @@ from .frames import EncodedFrame
 from .keyframes import KeyframeRequester
 from .passthrough import tap_encoded_frames
 from .peer import (
+    MAX_EARLY_CANDIDATES,
+    add_remote_candidate,
     close_peer_connection,
     new_peer_connection,
     on_connection_lost,
@@ -150,6 +152,7 @@ class Publisher:
         self._lock = asyncio.Lock()
         self._tapped: set[str] = set()
         self._tracks: dict[str, PublishedTrack] = {}
+        self._early_candidates: list[RTCIceCandidate] = []
         self._closed = False
         # The meeting's logger: one logger per participant would never be freed.
         self._log = log
@@ -162,9 +165,15 @@ class Publisher:
     def has_connection(self) -> bool:
         return self._pc is not None
 
-    async def publish(self, offer_sdp: object, sources: Mapping[str, str]) -> str:
-        """Answer the client's offer; publish and unpublish tracks to match it."""
-        checked = check_publish_offer(offer_sdp, self._settings)
+    async def publish(
+        self, offer_sdp: object, sources: Mapping[str, str], data_channels: bool = False
+    ) -> str:
+        """Answer the client's offer; publish and unpublish tracks to match it.
+
+        With ``data_channels`` the offer may open SCTP data channels; they are accepted
+        and what arrives on them is dropped (the meeting has no use for it).
+        """
+        checked = check_publish_offer(offer_sdp, self._settings, data_channels)
         labels = _label_sections(checked.sections, sources)
         async with self._lock:
             if self._closed:
@@ -175,6 +184,9 @@ class Publisher:
             except Exception as error:
                 raise MediaError(f"The offer was refused: {error}") from error
             self._tap_new_receivers(pc)
+            for early in self._early_candidates:
+                await add_remote_candidate(pc, early)
+            self._early_candidates.clear()
             try:
                 await set_local_description(
                     pc,
@@ -194,6 +206,17 @@ class Publisher:
                 ) from error
             self._update_tracks(pc, checked.sections, labels)
             return str(pc.localDescription.sdp)
+
+    async def add_candidate(self, candidate: RTCIceCandidate) -> None:
+        """A candidate the client trickled; kept until the offer it belongs to is in."""
+        async with self._lock:
+            if self._closed:
+                return
+            if self._pc is None or self._pc.remoteDescription is None:
+                if len(self._early_candidates) < MAX_EARLY_CANDIDATES:
+                    self._early_candidates.append(candidate)
+                return
+            await add_remote_candidate(self._pc, candidate)
 
     async def close(self) -> None:
         """Unpublish every track and close the connection."""

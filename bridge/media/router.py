@@ -58,12 +58,14 @@ from .counters import MediaCounters
 from .errors import MediaError
 from .events import (
     ActiveSpeaker,
+    Connection,
     MediaEvent,
     ParticipantMediaClosed,
     TrackPublished,
     TrackUnpublished,
 )
 from .publisher import PublishedTrack, Publisher
+from .sdp_rules import trickled_candidate
 from .settings import MediaSettings
 from .speaker import ActiveSpeakerDetector
 from .subscriber import SendOffer, Subscriber
@@ -125,15 +127,37 @@ class ParticipantMedia:
     def closed(self) -> bool:
         return self._closed
 
-    async def publish(self, offer_sdp: str, sources: Mapping[str, str]) -> str:
+    async def publish(
+        self, offer_sdp: str, sources: Mapping[str, str], data_channels: bool = False
+    ) -> str:
         """Answer an offer on the publish connection; returns the answer SDP.
 
         ``sources`` labels each sending m-line by its mid: ``"camera"``,
-        ``"microphone"`` or ``"screen"``. Raises :class:`MediaError` on a bad offer.
+        ``"microphone"`` or ``"screen"``. With ``data_channels`` the offer may hold
+        an SCTP section, whose channels are accepted and ignored. Raises
+        :class:`MediaError` on a bad offer.
         """
         if self._closed:
             raise MediaError("This participant's media is closed.")
-        return await self.publisher.publish(offer_sdp, sources)
+        return await self.publisher.publish(offer_sdp, sources, data_channels)
+
+    async def add_candidate(self, connection: Connection, candidate: str) -> bool:
+        """A candidate the client trickled (``candidate:...``) for its ``"publish"`` or
+        ``"receive"`` connection. False when it was dropped: an address the server may
+        not send checks to (see :mod:`bridge.media.sdp_rules`). Raises
+        :class:`MediaError` when it is not a candidate."""
+        if self._closed:
+            raise MediaError("This participant's media is closed.")
+        checked = trickled_candidate(candidate, self._router.settings.allow_private_candidates)
+        if checked is None:
+            return False
+        if connection == "publish":
+            await self.publisher.add_candidate(checked)
+        elif connection == "receive":
+            await self.subscriber.add_candidate(checked)
+        else:
+            raise MediaError("A candidate is for the publish or the receive connection.")
+        return True
 
     async def accept_answer(self, answer_sdp: str) -> None:
         """Apply the client's answer to the last offer sent through ``send_offer``."""

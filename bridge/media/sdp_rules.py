@@ -35,7 +35,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from aiortc import RTCRtpSender, sdp
+from aiortc import RTCIceCandidate, RTCRtpSender, sdp
 from aiortc.codecs import CODECS, is_rtx
 from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS
 from aiortc.rtcpeerconnection import is_codec_compatible
@@ -91,16 +91,32 @@ class CheckedSdp:
     sections: tuple[SdpSection, ...]
 
 
-def check_publish_offer(text: object, settings: MediaSettings) -> CheckedSdp:
-    """Check a client's offer on its publish connection and keep only supported codecs."""
+def check_publish_offer(
+    text: object, settings: MediaSettings, data_channels: bool = False
+) -> CheckedSdp:
+    """Check a client's offer on its publish connection and keep only supported codecs.
+
+    With ``data_channels``, one SCTP section (``m=application``, data channels) is
+    accepted too; it is left out of the returned sections, which are media only.
+    """
     description = _parse(text, settings.max_sdp_bytes, "offer")
     if len(description.media) > settings.max_publish_sections:
         raise MediaError(
             f"The offer has {len(description.media)} media sections; "
             f"at most {settings.max_publish_sections} are allowed."
         )
+    applications = [m for m in description.media if m.kind == "application"]
+    if applications and (not data_channels or len(applications) > 1):
+        raise MediaError(
+            "Data channels are not supported here."
+            if not data_channels
+            else "The offer may hold one data channel section at most."
+        )
     sections = []
     for media in description.media:
+        if media.kind == "application":
+            _check_data_channels(media, settings)
+            continue
         if media.port == 0:
             # A stopped transceiver: answer it as inactive, on the bundle's transport.
             _borrow_transport(media, description)
@@ -194,8 +210,19 @@ def _borrow_transport(media: sdp.MediaDescription, description: sdp.SessionDescr
         media.dtls = live.dtls
 
 
-def _check_transport(media: sdp.MediaDescription, settings: MediaSettings) -> None:
-    if media.kind not in ("audio", "video"):
+def _check_data_channels(media: sdp.MediaDescription, settings: MediaSettings) -> None:
+    """An ``m=application`` section must be SCTP over DTLS (RFC 8841), nothing else."""
+    if media.port == 0:
+        return  # rejected by the client itself; aiortc answers it rejected too
+    if media.profile not in ("UDP/DTLS/SCTP", "DTLS/SCTP") or media.sctp_port is None:
+        raise MediaError("The data channel section must be SCTP over DTLS with a=sctp-port.")
+    _check_transport(media, settings, rtp=False)
+
+
+def _check_transport(
+    media: sdp.MediaDescription, settings: MediaSettings, rtp: bool = True
+) -> None:
+    if media.kind not in (("audio", "video") if rtp else ("application",)):
         raise MediaError(f"Media sections of kind {media.kind!r} are not supported.")
     if media.dtls is None or not any(
         f.algorithm.lower() in X509_DIGEST_ALGORITHMS for f in media.dtls.fingerprints
@@ -205,7 +232,7 @@ def _check_transport(media: sdp.MediaDescription, settings: MediaSettings) -> No
         )
     if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
         raise MediaError("The SDP has no ICE credentials (a=ice-ufrag, a=ice-pwd).")
-    if not media.rtcp_mux:
+    if rtp and not media.rtcp_mux:
         raise MediaError("The SDP must multiplex RTCP (a=rtcp-mux).")
     if media.direction is None:
         media.direction = "sendrecv"  # the SDP default (RFC 4566 section 6)
@@ -227,6 +254,27 @@ def _keep_usable_candidates(media: sdp.MediaDescription, allow_private: bool) ->
         # With end-of-candidates and nothing to pair, aioice fails the connection before
         # the client's checks arrive; without, it waits for them (peer-reflexive).
         media.ice_candidates_complete = False
+
+
+def trickled_candidate(text: object, allow_private: bool) -> RTCIceCandidate | None:
+    """A candidate a client trickled (``candidate:...``, as in ``RTCIceCandidate``), or
+    None when the server must not or cannot send checks to it (same rules as in SDP).
+    Raises :class:`MediaError` when it is not a candidate line at all."""
+    if not isinstance(text, str) or len(text) > 512:
+        raise MediaError("A trickled candidate must be a candidate line of at most 512 bytes.")
+    line = text.removeprefix("a=").removeprefix("candidate:")
+    try:
+        candidate = sdp.candidate_from_sdp(line)
+    except Exception as error:
+        raise MediaError("The trickled candidate could not be parsed.") from error
+    usable = (
+        candidate.component == 1
+        and candidate.protocol.lower() == "udp"
+        and candidate.type in _CANDIDATE_TYPES
+        and 0 < candidate.port < 65536
+        and may_send_checks_to(candidate.ip, allow_private)
+    )
+    return candidate if usable else None
 
 
 def may_send_checks_to(address: str, allow_private: bool) -> bool:

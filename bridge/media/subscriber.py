@@ -8,7 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import (
+    RTCIceCandidate,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 
 from ..meeting.media import SendOffer
 from . import aiortc_hooks
@@ -16,6 +21,8 @@ from .clock import Clock, Timer
 from .errors import MediaError
 from .passthrough import ForwardedTrack
 from .peer import (
+    MAX_EARLY_CANDIDATES,
+    add_remote_candidate,
     close_peer_connection,
     new_peer_connection,
     on_connection_lost,
@@ -78,6 +85,7 @@ class Subscriber:
         self._offer_pending = False
         self._offered_sections = 0
         self._answer_timer: Timer | None = None
+        self._early_candidates: list[RTCIceCandidate] = []
         self._closed = False
         self._log = log
         #: Offers sent so far.
@@ -125,11 +133,24 @@ class Subscriber:
         if self._answer_timer is not None:
             self._answer_timer.cancel()
             self._answer_timer = None
+        early, self._early_candidates = self._early_candidates, []
+        for candidate in early:
+            await add_remote_candidate(self._pc, candidate)
         for slot in self._slots:
             if slot.subscription is not None and slot.subscription is slot.offered:
                 assert slot.published is not None
                 slot.track.attach(slot.subscription, slot.published.source)
         self._kick()
+
+    async def add_candidate(self, candidate: RTCIceCandidate) -> None:
+        """A candidate the client trickled for this connection; kept until its answer."""
+        if self._closed:
+            return
+        if self._pc is None or self._pc.remoteDescription is None:
+            if len(self._early_candidates) < MAX_EARLY_CANDIDATES:
+                self._early_candidates.append(candidate)
+            return
+        await add_remote_candidate(self._pc, candidate)
 
     async def close(self) -> None:
         """Close every subscription and the connection."""

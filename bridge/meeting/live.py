@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .attendee import Attendee
 from .events import MeetingEvent, Track
-from .media import MediaError, MediaRouter, ParticipantMedia
+from .media import Connection, MediaError, MediaRouter, ParticipantMedia
 from .meeting import Meeting
 from .roles import Role
 
@@ -65,10 +65,16 @@ class Participant:
             raise MediaError("You are no longer in this meeting.", code="not_joined")
         return self.media
 
-    async def publish(self, offer_sdp: str, sources: Mapping[str, str]) -> str:
+    async def publish(
+        self, offer_sdp: str, sources: Mapping[str, str], data_channels: bool = False
+    ) -> str:
         """Publish (or change) this participant's tracks; returns the answer SDP.
         Raises :class:`~bridge.meeting.media.MediaError` on a bad offer."""
-        return await self._media().publish(offer_sdp, sources)
+        return await self._media().publish(offer_sdp, sources, data_channels)
+
+    async def add_candidate(self, connection: Connection, candidate: str) -> bool:
+        """An ICE candidate the participant's client trickled (see the media interface)."""
+        return await self._media().add_candidate(connection, candidate)
 
     async def accept_answer(self, answer_sdp: str) -> None:
         """Apply the participant's answer to the server's last offer."""

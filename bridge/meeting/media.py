@@ -16,6 +16,8 @@ from ..refusal import Refusal
 
 Source = Literal["camera", "microphone", "screen"]
 Kind = Literal["audio", "video"]
+#: A participant's two connections: what they send, and what they receive.
+Connection = Literal["publish", "receive"]
 
 #: Carries a server offer (for what the participant receives) to the participant.
 SendOffer = Callable[[str], Awaitable[None]]
@@ -85,8 +87,16 @@ MediaEvent = TrackPublished | TrackUnpublished | ActiveSpeaker | ParticipantMedi
 class ParticipantMedia(Protocol):
     """One participant's media in one meeting."""
 
-    async def publish(self, offer_sdp: str, sources: Mapping[str, str]) -> str:
-        """Answer an offer on the publish connection (raises :class:`MediaError`)."""
+    async def publish(
+        self, offer_sdp: str, sources: Mapping[str, str], data_channels: bool = False
+    ) -> str:
+        """Answer an offer on the publish connection (raises :class:`MediaError`).
+        ``data_channels``: the offer may open data channels (accepted, and ignored)."""
+        ...
+
+    async def add_candidate(self, connection: Connection, candidate: str) -> bool:
+        """An ICE candidate the client trickled for one of its connections; False when
+        the server may not use it (raises :class:`MediaError` when it is no candidate)."""
         ...
 
     async def accept_answer(self, answer_sdp: str) -> None:

@@ -247,7 +247,7 @@ BAD_OFFERS = {
             "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102",
             "m=application 9 UDP/DTLS/SCTP webrtc-datachannel 96 97 102",
         ),
-        "kind 'application' are not supported",
+        "Data channels are not supported here",
     ),
 }
 

@@ -19,11 +19,19 @@ class FakeParticipantMedia:
     answers: list[str] = field(default_factory=list)
     closed_with: str | None = None
 
-    async def publish(self, offer_sdp: str, sources: Mapping[str, str]) -> str:
+    candidates: list[tuple[str, str]] = field(default_factory=list)
+
+    async def publish(
+        self, offer_sdp: str, sources: Mapping[str, str], data_channels: bool = False
+    ) -> str:
         if offer_sdp == "bad":
             raise MediaError("The offer is bad.")
         self.published.append(dict(sources))
         return f"answer to {offer_sdp}"
+
+    async def add_candidate(self, connection: str, candidate: str) -> bool:
+        self.candidates.append((connection, candidate))
+        return True
 
     async def accept_answer(self, answer_sdp: str) -> None:
         self.answers.append(answer_sdp)
