@@ -26,9 +26,11 @@ from .auth import LinkSigner, OpenIDVerifier, PersonalLinks, SignIn
 from .clock import Clock, SystemClock
 from .config import Config
 from .db import Storage, upgrade_table
+from .livekit.rtc import LiveKitDoor
 from .livekit.service import TokenService
 from .livekit.tokens import AccessTokens
 from .matrix.appservice import BridgeAppService
+from .matrix.calls import CallMeetings
 from .matrix.commands import CommandContext
 from .matrix.dispatch import RoomQueues
 from .matrix.handler import MatrixHandler
@@ -193,8 +195,19 @@ class Bridge:
         self.token_service = TokenService(
             self.signin, self.livekit_tokens, config["web.public_url"], self.clock
         )
+        self.calls = CallMeetings(self.meetings, self.rooms, self.meeting_room)
+        self.livekit = LiveKitDoor(
+            self.meetings,
+            self.signin,
+            self.livekit_tokens,
+            self._ice_servers,
+            self.signaling.open,
+            self.calls.meeting_for_call,
+            self.clock,
+        )
         if config["matrix_rtc.enabled"]:
             self.token_service.routes(self.web.app)
+            self.livekit.routes(self.web.app)
         self.metrics = MetricsEndpoint(
             BridgeCollector(
                 lambda: meeting_counts(self.meetings),

@@ -17,6 +17,7 @@ FORBIDDEN = {
     "bridge.media": ("mautrix", "bridge.web", "bridge.matrix"),
     "bridge.web": ("aiortc",),
     "bridge.auth": ("aiortc", "bridge.web", "bridge.matrix", "bridge.media"),
+    "bridge.livekit": ("aiortc", "bridge.matrix", "bridge.media"),
 }
 
 # Imports every module of one package (not just its __init__), then prints what loaded.

@@ -125,6 +125,13 @@ class SignIn:
             user_id = await self.openid.verify(credential.server, credential.token)
             return await self._member(user_id, room_id)
 
+    async def readmit_to_room(self, user_id: str, room_id: str) -> Identity:
+        """The identity of a user the bridge itself vouched for earlier (a LiveKit access
+        token it signed after :meth:`admit_to_room`), checked again now: they may still
+        use the bridge and are still a member of the room."""
+        with self._counted():
+            return await self._member(user_id, room_id)
+
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:
         """Count the refusal that leaves the block, by code, for the metrics."""

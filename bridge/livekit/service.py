@@ -179,7 +179,13 @@ class TokenService:
             who = legacy_identity(identity.user_id, request.device_id)
         now_s = self.clock.now_ms() // 1000
         log.info("LiveKit token for %s in %s", identity.user_id, request.room_id)
-        return self.tokens.mint(who, room_name(request.room_id), now_s)
+        return self.tokens.mint(
+            who,
+            room_name(request.room_id),
+            now_s,
+            user_id=identity.user_id,
+            room_id=request.room_id,
+        )
 
 
 async def _json_body(request: web.Request) -> object:

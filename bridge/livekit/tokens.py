@@ -26,6 +26,10 @@ class Grant:
     expires_at: int
     can_publish: bool
     can_subscribe: bool
+    #: Who the bridge checked the holder to be, in which Matrix room (the bridge's own
+    #: ``matrix`` claim; a token without it names nobody the bridge can admit).
+    user_id: str | None = None
+    room_id: str | None = None
 
 
 class AccessTokens:
@@ -38,10 +42,21 @@ class AccessTokens:
         self._secret = secret
         self.lifetime_s = lifetime_s
 
-    def mint(self, identity: str, room: str, now_s: int) -> str:
+    def mint(
+        self,
+        identity: str,
+        room: str,
+        now_s: int,
+        *,
+        user_id: str | None = None,
+        room_id: str | None = None,
+    ) -> str:
         """A token for ``identity`` in ``room``: join, publish, subscribe, data, own
-        metadata; no room creation (the bridge creates rooms itself)."""
-        claims = {
+        metadata; no room creation (the bridge creates rooms itself). ``user_id`` and
+        ``room_id`` say whom the bridge signed in, for which Matrix room: LiveKit room
+        names and identities are hashes, so the bridge's signaling door reads them here.
+        """
+        claims: dict[str, object] = {
             "iss": self.api_key,
             "sub": identity,
             "iat": now_s,
@@ -56,6 +71,8 @@ class AccessTokens:
                 "canUpdateOwnMetadata": True,
             },
         }
+        if user_id is not None and room_id is not None:
+            claims["matrix"] = {"user_id": user_id, "room_id": room_id}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def check(self, token: object, now_s: int) -> Grant:
@@ -91,10 +108,17 @@ class AccessTokens:
             raise TokenError("unauthorized", "The access token names no room.")
         if video.get("roomJoin") is not True or not isinstance(claims["sub"], str):
             raise TokenError("unauthorized", "The access token does not allow joining.")
+        matrix = claims.get("matrix")
+        user_id = room_id = None
+        if isinstance(matrix, dict):
+            if isinstance(matrix.get("user_id"), str) and isinstance(matrix.get("room_id"), str):
+                user_id, room_id = matrix["user_id"], matrix["room_id"]
         return Grant(
             identity=claims["sub"],
             room=video["room"],
             expires_at=expires,
             can_publish=video.get("canPublish") is True,
             can_subscribe=video.get("canSubscribe") is True,
+            user_id=user_id,
+            room_id=room_id,
         )

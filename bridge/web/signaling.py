@@ -104,7 +104,7 @@ class SocketLimits:
         return frozenset(origin for origin in found if origin is not None)
 
 
-class _OpenSockets:
+class OpenSockets:
     """The meeting sockets open now: overall, by client address, by meeting.
 
     Checking and taking a place happen with no await in between, so concurrent upgrades
@@ -146,7 +146,7 @@ def _decrement(counts: Counter[str], key: str) -> None:
         del counts[key]
 
 
-class _RateLimit:
+class RateLimit:
     """A token bucket for inbound messages, and when to say that some were dropped."""
 
     def __init__(self, now: float) -> None:
@@ -221,7 +221,7 @@ class SignalingDoor:
         #: Who may fetch avatars (read by :class:`~bridge.web.avatars.AvatarProxy`).
         self.media_tokens = MediaTokens()
         self.sessions: set[Session] = set()
-        self.open = _OpenSockets(limits)
+        self.open = OpenSockets(limits)
         self._tasks: set[asyncio.Task[None]] = set()
         self._cap_logged: dict[str, float] = {}
 
@@ -482,7 +482,7 @@ class Session:
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
-        limit = _RateLimit(loop.time())
+        limit = RateLimit(loop.time())
         async for msg in self.ws:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
