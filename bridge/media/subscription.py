@@ -26,7 +26,10 @@ class Subscription:
     A video subscription starts waiting for a keyframe. Its first keyframe request is made
     when its consumer first asks for a frame (the subscriber's connection is up), so a
     keyframe produced before that is not wasted; if one arrives meanwhile anyway, it is
-    kept and no request is made.
+    kept and no request is made. While its consumer waits for a frame, every skipped frame
+    asks again, which the track's requester turns into one PLI per interval at most: a
+    PLI or a keyframe lost on the way does not leave the subscriber without picture (a
+    consumer that does not read asks only when its queue overflows).
     """
 
     def __init__(
@@ -69,6 +72,10 @@ class Subscription:
             return
         if self.waiting_for_keyframe and not frame.keyframe:
             self._drop(1)
+            if self._waiter is not None:
+                # The consumer starves: ask again (the requester sends one PLI per
+                # interval at most), as the last request or its keyframe may be lost.
+                self._request_keyframe()
             return
         if frame.keyframe and self._video and not self._consumer_ready:
             # Nobody reads yet: only the newest keyframe and what follows it matter.

@@ -53,6 +53,22 @@ async def test_first_read_asks_for_a_keyframe_when_none_came() -> None:
     assert (await consumer).data == frame(2).data
 
 
+async def test_a_lost_keyframe_request_is_made_again_while_frames_are_skipped() -> None:
+    # The first PLI (or the keyframe it caused) can be lost; the subscriber must not stay
+    # without picture until the publisher happens to send a keyframe on its own.
+    sub, requests = video()
+    consumer = asyncio.create_task(sub.get())
+    await asyncio.sleep(0)
+    assert requests == [1]
+    sub.push(frame(1))
+    sub.push(frame(2))
+    assert requests == [1, 1, 1]  # the track's requester rate-limits these
+    sub.push(frame(3, key=True))
+    sub.push(frame(4))
+    assert requests == [1, 1, 1]
+    assert (await consumer).data == frame(3).data
+
+
 async def test_before_the_consumer_reads_only_the_newest_keyframe_is_kept() -> None:
     sub, _ = video(capacity=10)
     for n in range(1, 6):

@@ -1,0 +1,140 @@
+"""The real livekit-client (npm 2.22.3, the build Element Call 0.26.1 bundles) in headless
+Chromium against the bridge: two pages with tokens from real OpenID tokens see and hear
+each other, with the client's default options (simulcast on, one peer connection tried
+first), and a third person on the bridge's own web client sees and hears both, and is
+seen and heard by them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser
+
+from tests.integration.browser import (  # noqa: F401 - the browser fixture
+    Participant,
+    browser,
+    new_participant,
+    open_meeting,
+    wait_for_remote_media,
+)
+from tests.integration.conftest import Stack, eventually
+from tests.integration.livekit_browser import (  # noqa: F401 - fixtures
+    livekit_client_js,
+    livekit_site_url,
+    lk_connect,
+    lk_outbound_stats,
+    lk_state,
+    lk_stats,
+    open_livekit_page,
+)
+from tests.integration.test_livekit_rtc import livekit_token
+
+pytestmark = [pytest.mark.integration, pytest.mark.bridge_config({"matrix_rtc.enabled": True})]
+
+
+def _decodes(tracks: dict[str, dict[str, Any]] | None) -> bool:
+    """Video frames decoded and audio samples played from one remote participant."""
+    if not tracks:
+        return False
+    kinds = {t.get("kind"): t for t in tracks.values()}
+    video, audio = kinds.get("video"), kinds.get("audio")
+    return bool(
+        video
+        and (video.get("framesDecoded") or 0) > 10
+        and audio
+        and (audio.get("totalSamplesReceived") or 0) > 0
+    )
+
+
+async def _is(value: bool) -> bool:
+    return value
+
+
+async def wait_for_livekit_media(
+    page: Participant, identities: list[str], within: float = 30
+) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                last = await lk_stats(page)
+                if all(_decodes(last.get(identity)) for identity in identities):
+                    return last
+                await asyncio.sleep(0.25)  # getStats() has no event to wait for
+    except TimeoutError:
+        state = await lk_state(page)
+        raise AssertionError(
+            f"no media from {identities} within {within} s: {last}\nstate: {state}\n"
+            f"console: {page.console[-30:]}"
+        ) from None
+
+
+async def test_livekit_client_pages_and_the_web_client_meet(
+    stack: Stack,
+    browser: Browser,  # noqa: F811
+    livekit_site_url: str,  # noqa: F811
+) -> None:
+    bridge = stack.bridge
+    assert bridge is not None
+    alice, bob, carol = [await stack.user(n) for n in ("alice", "bob", "carol")]
+    room_id = await stack.room_with_bot(alice)
+    for user in (bob, carol):
+        await alice.invite(room_id, user.user_id)
+        await user.join(room_id)
+    a_token = await livekit_token(stack, alice, room_id, "ADEVICE")
+    b_token = await livekit_token(stack, bob, room_id, "BDEVICE")
+    now_s = bridge.clock.now_ms() // 1000
+    a_identity = bridge.livekit_tokens.check(a_token["jwt"], now_s).identity
+    b_identity = bridge.livekit_tokens.check(b_token["jwt"], now_s).identity
+
+    pages: list[Participant] = []
+    try:
+        a = await open_livekit_page(browser, livekit_site_url)
+        pages.append(a)
+        b = await open_livekit_page(browser, livekit_site_url)
+        pages.append(b)
+        # The client's defaults, as Element Call keeps them: it tries /rtc/v1 (one peer
+        # connection), hears 404, and comes back on /rtc with two.
+        await lk_connect(a, a_token["url"], a_token["jwt"])
+        await lk_connect(b, b_token["url"], b_token["jwt"])
+        assert (await lk_state(a)).get("pcMode") != "publisher-only"
+
+        await wait_for_livekit_media(a, [b_identity])
+        await wait_for_livekit_media(b, [a_identity])
+        # Simulcast on by default: the camera goes out with encodings, and the answer made
+        # at least one of them flow.
+        outbound = await lk_outbound_stats(a)
+        assert outbound["bytesSent"]["video"] > 0, outbound
+
+        # Carol joins the same meeting from the bridge's own web client.
+        meeting = bridge.meetings.live_in_room(room_id)
+        assert meeting is not None
+        link = bridge.links.make(meeting.id, carol.user_id, bridge.clock.now_ms() // 1000)
+        c = await new_participant(browser)
+        pages.append(c)
+        await open_meeting(c.page, f"{bridge.meeting_room.join_url(meeting)}#token={link}")
+        a_id = next(p.id for p in meeting.participants.values() if p.user_id == alice.user_id)
+        b_id = next(p.id for p in meeting.participants.values() if p.user_id == bob.user_id)
+        await wait_for_remote_media(c.page, [a_id, b_id], within=30)
+        await wait_for_livekit_media(a, [b_identity, carol.user_id])
+        await wait_for_livekit_media(b, [a_identity, carol.user_id])
+        assert len(meeting.participants) == 3
+
+        # Alice hangs up: everyone else sees her go, and what she held is released.
+        await a.page.evaluate("() => window.lk.disconnect()")
+        await eventually(lambda: _is(len(meeting.participants) == 2))
+
+        async def b_saw_her_go() -> bool:
+            return a_identity not in (await lk_state(b)).get("participants", [])
+
+        await eventually(b_saw_her_go)
+    except BaseException:
+        print("meetings:", bridge.meetings.stats())
+        for index, page in enumerate(pages):
+            print(f"--- page {index} console:\n" + "\n".join(page.console[-40:]))
+        raise
+    finally:
+        for page in pages:
+            await page.close()
