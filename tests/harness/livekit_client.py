@@ -71,6 +71,8 @@ class LiveKitClient:
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.trickle_publisher = True
+        #: Off, the client never answers the server's offers (a client that hangs).
+        self.answers_offers = True
         #: What the client's own background work raised (tests check it stays empty).
         self.errors: list[BaseException | None] = []
 
@@ -117,7 +119,8 @@ class LiveKitClient:
             for info in response.update.participants:
                 self.participants[info.sid] = info
         elif kind == "offer":
-            self._spawn(self._answer(response.offer))
+            if self.answers_offers:
+                self._spawn(self._answer(response.offer))
         elif kind == "answer":
             future = self._answers.pop(response.answer.id, None)
             if future is not None and not future.done():

@@ -6,6 +6,7 @@ bridge's own web protocol, and every bad request is refused the protocol's way."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,8 @@ import pytest
 from livekit.protocol import models, rtc
 
 from bridge.livekit.messages import track_sid
+from bridge.livekit.naming import room_name
+from bridge.livekit.tokens import AccessTokens
 from tests.harness.livekit_client import LiveKitClient
 from tests.harness.synapse import MatrixUser
 from tests.integration.conftest import Stack, eventually
@@ -164,3 +167,198 @@ async def test_the_end_reaches_livekit_clients(stack: Stack) -> None:
         await asyncio.sleep(0)
     finally:
         await client.close()
+
+
+async def http_status(url: str) -> tuple[int, str, str | None]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return (
+            response.status,
+            await response.text(),
+            response.headers.get("Access-Control-Allow-Origin"),
+        )
+
+
+async def test_bad_tokens_are_refused_before_the_socket_opens(stack: Stack) -> None:
+    bridge = stack.bridge
+    assert bridge is not None
+    alice = await stack.user("alice")
+    outsider = await stack.user("dave")
+    room_id = await stack.room_with_bot(alice)
+    other_room = await stack.room_with_bot(alice)
+    good = await livekit_token(stack, alice, room_id, "DEV")
+    now_s = bridge.clock.now_ms() // 1000
+    tokens = bridge.livekit_tokens
+    other_key = AccessTokens("visio-bridge", "another key of at least thirty-two chars")
+    identity = tokens.check(good["jwt"], now_s).identity
+    bad = {
+        "another key": other_key.mint(
+            identity, room_name(room_id), now_s, user_id=alice.user_id, room_id=room_id
+        ),
+        "expired": tokens.mint(
+            identity, room_name(room_id), now_s - 7200, user_id=alice.user_id, room_id=room_id
+        ),
+        # A token whose LiveKit room is not the Matrix room it names.
+        "another room": tokens.mint(
+            identity, room_name(other_room), now_s, user_id=alice.user_id, room_id=room_id
+        ),
+        # The bridge checks membership again: dave is not in the room.
+        "not a member": tokens.mint(
+            identity, room_name(room_id), now_s, user_id=outsider.user_id, room_id=room_id
+        ),
+        "no Matrix claim": tokens.mint(identity, room_name(room_id), now_s),
+        "garbage": "not.a.jwt",
+    }
+    base = good["url"].replace("ws://", "http://", 1)
+    for case, token in bad.items():
+        status, text, cors = await http_status(f"{base}/rtc/validate?access_token={token}")
+        assert status in (401, 403), (case, status, text)
+        assert text and cors == "*", case
+        client = LiveKitClient(good["url"], token)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.connect()
+        assert refused.value.status == status, case
+        await client.close()
+    assert bridge.meetings.live_in_room(room_id) is None  # nothing was started
+
+    # The one-connection protocol is not spoken: 404, which livekit-client falls back on.
+    status, text, cors = await http_status(f"{base}/rtc/v1/validate?access_token=x")
+    assert (status, cors) == (404, "*") and "room does not exist" not in text
+    status, text, _ = await http_status(f"{base}/rtc/validate?access_token={good['jwt']}")
+    assert (status, text) == (200, "success")
+
+    # And the good token still works after all that.
+    client = LiveKitClient(good["url"], good["jwt"])
+    try:
+        await client.connect()
+    finally:
+        await client.close()
+
+
+async def test_garbage_and_unknown_requests_disturb_nothing(stack: Stack) -> None:
+    bridge = stack.bridge
+    assert bridge is not None
+    alice = await stack.user("alice")
+    bob = await stack.user("bob")
+    room_id = await stack.room_with_bot(alice)
+    await alice.invite(room_id, bob.user_id)
+    await bob.join(room_id)
+    a_token = await livekit_token(stack, alice, room_id, "A")
+    b_token = await livekit_token(stack, bob, room_id, "B")
+    a = LiveKitClient(a_token["url"], a_token["jwt"])
+    b = LiveKitClient(b_token["url"], b_token["jwt"])
+    try:
+        await a.connect()
+        await b.connect()
+        await a.publish()
+        assert a.camera is not None
+        assert a.ws is not None and b.ws is not None
+
+        async def pong_after(client: LiveKitClient) -> None:
+            seen = len(client.responses)
+            await client.send(rtc.SignalRequest(ping_req=rtc.Ping(timestamp=42)))
+            await client.wait_for(
+                lambda: any(
+                    r.WhichOneof("message") == "pong_resp"
+                    and r.pong_resp.last_ping_timestamp == 42
+                    for r in client.responses[seen:]
+                )
+            )
+
+        # Undecodable frames, JSON that is not a request, requests of kinds the bridge
+        # does not serve: dropped, and the session goes on.
+        await b.ws.send_bytes(b"\xff\xff\xff\xff garbage")
+        await b.ws.send_str("{not json")
+        await b.send(rtc.SignalRequest(simulate=rtc.SimulateScenario(speaker_update=3)))
+        await b.send(rtc.SignalRequest(sync_state=rtc.SyncState()))
+        await pong_after(b)
+
+        # Refused requests are answered with request_response, in the protocol's way.
+        await b.send(
+            rtc.SignalRequest(
+                update_metadata=rtc.UpdateParticipantMetadata(name="Mallory", request_id=7)
+            )
+        )
+        await b.send(
+            rtc.SignalRequest(
+                add_track=rtc.AddTrackRequest(
+                    cid="x",
+                    type=models.TrackType.AUDIO,
+                    source=models.TrackSource.SCREEN_SHARE_AUDIO,
+                )
+            )
+        )
+        await b.send(rtc.SignalRequest(mute=rtc.MuteTrackRequest(sid="TR_nobody", muted=True)))
+        await b.send(
+            rtc.SignalRequest(
+                trickle=rtc.TrickleRequest(candidateInit="{", target=rtc.SignalTarget.PUBLISHER)
+            )
+        )
+        await b.wait_for(
+            lambda: (
+                len([r for r in b.responses if r.WhichOneof("message") == "request_response"]) == 4
+            )
+        )
+        refusals = [
+            r.request_response
+            for r in b.responses
+            if r.WhichOneof("message") == "request_response"
+        ]
+        assert refusals[0].request_id == 7
+        assert refusals[1].add_track.cid == "x"
+        assert all(r.reason == rtc.RequestResponse.NOT_ALLOWED and r.message for r in refusals)
+        # The name is still the Matrix one.
+        meeting = bridge.meetings.live_in_room(room_id)
+        assert meeting is not None and meeting.participants[b.sid].display_name != "Mallory"
+
+        # Meanwhile alice's media reached bob, undisturbed.
+        await b.wait_for(
+            lambda: sent_and_received(a.camera, b.frames_of(track_sid(a.sid, "camera"))), 30
+        )
+
+        # A flood of garbage closes only the session that sends it.
+        for _ in range(30):
+            await b.ws.send_bytes(b"\x0a\xff")
+        await b.wait_for(lambda: b.ws is not None and b.ws.closed, 15)
+        await eventually(lambda: _true(len(meeting.participants) == 1))
+        await pong_after(a)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_client_that_never_answers_is_let_go(stack: Stack) -> None:
+    bridge = stack.bridge
+    assert bridge is not None
+    bridge.sfu.settings = dataclasses.replace(bridge.sfu.settings, answer_timeout=2.0)
+    alice = await stack.user("alice")
+    bob = await stack.user("bob")
+    room_id = await stack.room_with_bot(alice)
+    await alice.invite(room_id, bob.user_id)
+    await bob.join(room_id)
+    a_token = await livekit_token(stack, alice, room_id, "A")
+    b_token = await livekit_token(stack, bob, room_id, "B")
+    a = LiveKitClient(a_token["url"], a_token["jwt"])
+    mute = LiveKitClient(b_token["url"], b_token["jwt"])
+    mute.answers_offers = False
+    try:
+        await a.connect()
+        await mute.connect()
+        await a.publish()  # bob is offered alice's tracks, and never answers
+        await mute.wait_for(lambda: mute.leave is not None, 15)
+        assert mute.leave is not None
+        assert mute.leave.action == rtc.LeaveRequest.RECONNECT
+        meeting = bridge.meetings.live_in_room(room_id)
+        assert meeting is not None
+        await eventually(lambda: _true(list(meeting.participants) == [a.sid]))
+        await pong_after_ping(a)
+    finally:
+        await a.close()
+        await mute.close()
+
+
+async def pong_after_ping(client: LiveKitClient) -> None:
+    seen = len(client.responses)
+    await client.send(rtc.SignalRequest(ping=1))
+    await client.wait_for(
+        lambda: any(r.WhichOneof("message") == "pong" for r in client.responses[seen:])
+    )
