@@ -515,10 +515,22 @@ class LiveKitSession:
             )
         elif kind == "update_metadata":
             raise Refusal("not_allowed", "Names come from Matrix; they cannot be changed here.")
-        elif kind in ("subscription", "track_setting", "sync_state", "update_layers"):
+        elif kind == "track_setting":
+            self._track_setting(participant, request.track_setting)
+        elif kind in ("subscription", "sync_state", "update_layers"):
             # Everyone receives every track (auto-subscribe), at the one layer sent.
             return
         # Anything else is dropped, as a LiveKit server drops what it does not know.
+
+    def _track_setting(self, participant: Participant, setting: rtc.UpdateTrackSettings) -> None:
+        """A client that does not show a track (adaptive stream: a hidden or tiny video
+        element) asks for it to be disabled: the bridge stops forwarding it until it is
+        enabled again. Quality, size and frame rate are not acted on (one layer)."""
+        for sid in setting.track_sids[:64]:
+            for pid, person in self.people.items():
+                for source in person.tracks:
+                    if track_sid(pid, source) == sid and pid != participant.id:
+                        participant.set_receiving(pid, source, not setting.disabled)
 
     async def _publish(self, participant: Participant, offer: rtc.SessionDescription) -> None:
         sources = {

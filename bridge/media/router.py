@@ -141,6 +141,12 @@ class ParticipantMedia:
             raise MediaError("This participant's media is closed.")
         return await self.publisher.publish(offer_sdp, sources, data_channels)
 
+    def set_receiving(self, track_id: str, receiving: bool) -> None:
+        """Pause (or resume) forwarding the track ``"<participant id>/<source>"`` to this
+        participant, who does not show it now; resuming starts at a keyframe."""
+        if not self._closed:
+            self.subscriber.set_receiving(track_id, receiving)
+
     async def add_candidate(self, connection: Connection, candidate: str) -> bool:
         """A candidate the client trickled (``candidate:...``) for its ``"publish"`` or
         ``"receive"`` connection. False when it was dropped: an address the server may

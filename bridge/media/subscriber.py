@@ -34,6 +34,9 @@ from .sdp_rules import check_answer, codec_preferences
 from .settings import MediaSettings
 from .subscription import Subscription
 
+#: Paused track ids remembered per participant (tracks not yet published included).
+MAX_PAUSED = 256
+
 
 @dataclass(eq=False)
 class _Slot:
@@ -86,6 +89,8 @@ class Subscriber:
         self._offered_sections = 0
         self._answer_timer: Timer | None = None
         self._early_candidates: list[RTCIceCandidate] = []
+        #: Tracks the participant asked not to receive for now, by track id.
+        self._paused: set[str] = set()
         self._closed = False
         self._log = log
         #: Offers sent so far.
@@ -106,6 +111,8 @@ class Subscriber:
         slot = self._free_slot(published) or self._new_slot(published)
         slot.published = published
         slot.subscription = published.subscribe()
+        if published.track_id in self._paused:
+            slot.subscription.pause()
         aiortc_hooks.set_msid(slot.transceiver.sender, published.participant_id, published.source)
         slot.transceiver.direction = "sendonly"
         self._changed()
@@ -141,6 +148,21 @@ class Subscriber:
                 assert slot.published is not None
                 slot.track.attach(slot.subscription, slot.published.source)
         self._kick()
+
+    def set_receiving(self, track_id: str, receiving: bool) -> None:
+        """Pause or resume forwarding one track (``"<participant>/<source>"``), for
+        example while the client does not show it; the m-line stays, so no offer."""
+        if receiving:
+            self._paused.discard(track_id)
+        elif len(self._paused) < MAX_PAUSED:
+            self._paused.add(track_id)
+        for slot in self._slots:
+            if slot.published is not None and slot.published.track_id == track_id:
+                assert slot.subscription is not None
+                if receiving:
+                    slot.subscription.resume()
+                else:
+                    slot.subscription.pause()
 
     async def add_candidate(self, candidate: RTCIceCandidate) -> None:
         """A candidate the client trickled for this connection; kept until its answer."""

@@ -58,6 +58,10 @@ class Subscription:
         self.dropped = 0
         #: Times the queue overflowed.
         self.overflows = 0
+        #: Whether the subscriber asked not to receive this track for now.
+        self.paused = False
+        #: Frames not forwarded because the subscription was paused.
+        self.skipped_paused = 0
 
     @property
     def closed(self) -> bool:
@@ -69,6 +73,9 @@ class Subscription:
     def push(self, frame: EncodedFrame) -> None:
         """Queue a frame from the publisher; never blocks."""
         if self._closed:
+            return
+        if self.paused:
+            self.skipped_paused += 1
             return
         if self.waiting_for_keyframe and not frame.keyframe:
             self._drop(1)
@@ -108,6 +115,26 @@ class Subscription:
         self.delivered += 1
         self._counters.frames_forwarded += 1
         return self._queue.popleft()
+
+    def pause(self) -> None:
+        """Stop forwarding (the subscriber does not show the track now); what is queued
+        is dropped, and nothing is decoded or sent until :meth:`resume`."""
+        if self.paused or self._closed:
+            return
+        self.paused = True
+        self._drop(len(self._queue))
+        self._queue.clear()
+
+    def resume(self) -> None:
+        """Forward again; video starts over at a keyframe, asked for at once when the
+        consumer is waiting for frames."""
+        if not self.paused or self._closed:
+            return
+        self.paused = False
+        if self._video:
+            self.waiting_for_keyframe = True
+            if self._consumer_ready:
+                self._request_keyframe()
 
     def close(self) -> None:
         """End the subscription and drop its frames; a waiting consumer is woken."""

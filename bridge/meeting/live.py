@@ -72,6 +72,10 @@ class Participant:
         Raises :class:`~bridge.meeting.media.MediaError` on a bad offer."""
         return await self._media().publish(offer_sdp, sources, data_channels)
 
+    def set_receiving(self, publisher_id: str, source: str, receiving: bool) -> None:
+        """Pause or resume receiving one of another participant's tracks."""
+        self._media().set_receiving(f"{publisher_id}/{source}", receiving)
+
     async def add_candidate(self, connection: Connection, candidate: str) -> bool:
         """An ICE candidate the participant's client trickled (see the media interface)."""
         return await self._media().add_candidate(connection, candidate)

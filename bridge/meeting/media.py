@@ -94,6 +94,11 @@ class ParticipantMedia(Protocol):
         ``data_channels``: the offer may open data channels (accepted, and ignored)."""
         ...
 
+    def set_receiving(self, track_id: str, receiving: bool) -> None:
+        """Pause or resume forwarding one track (``"<participant id>/<source>"``) to this
+        participant (a client that does not show it asks for this)."""
+        ...
+
     async def add_candidate(self, connection: Connection, candidate: str) -> bool:
         """An ICE candidate the client trickled for one of its connections; False when
         the server may not use it (raises :class:`MediaError` when it is no candidate)."""

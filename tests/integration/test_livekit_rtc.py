@@ -103,6 +103,27 @@ async def test_element_call_clients_and_a_web_client_meet(stack: Stack) -> None:
             )
         )
 
+        # A client that hides a video (adaptive stream) disables it: it stops coming,
+        # and comes back from a keyframe when enabled again.
+        a_camera = track_sid(a.sid, "camera")
+        await b.send(
+            rtc.SignalRequest(
+                track_setting=rtc.UpdateTrackSettings(track_sids=[a_camera], disabled=True)
+            )
+        )
+        await eventually(lambda: _steady(lambda: len(b.frames_of(a_camera))), 10)
+        stopped_at = len(b.frames_of(a_camera))
+        await b.send(
+            rtc.SignalRequest(
+                track_setting=rtc.UpdateTrackSettings(track_sids=[a_camera], disabled=False)
+            )
+        )
+        await b.wait_for(lambda: len(b.frames_of(a_camera)) > stopped_at + 5)
+        # (aiortc's jitter buffer lets a frame out when the next one starts: the last
+        # frame from before the pause comes out first, then the keyframe.)
+        assert b.frames_of(a_camera)[stopped_at + 1].keyframe
+        assert len(b.frames_of(track_sid(a.sid, "microphone"))) > 0
+
         # Carol comes through the bridge's own web protocol, into the same meeting.
         web = SignalingClient(str(bridge.config["web.public_url"]), meeting.id)
         link = bridge.links.make(meeting.id, carol.user_id, bridge.clock.now_ms() // 1000)
@@ -147,6 +168,13 @@ async def test_element_call_clients_and_a_web_client_meet(stack: Stack) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _steady(count: Any) -> bool:
+    """Whether ``count()`` stays the same for half a second (media stopped)."""
+    before = count()
+    await asyncio.sleep(0.5)
+    return bool(count() == before)
 
 
 async def test_the_end_reaches_livekit_clients(stack: Stack) -> None:

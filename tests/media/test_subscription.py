@@ -69,6 +69,26 @@ async def test_a_lost_keyframe_request_is_made_again_while_frames_are_skipped() 
     assert (await consumer).data == frame(3).data
 
 
+async def test_a_paused_subscription_forwards_nothing_and_resumes_at_a_keyframe() -> None:
+    sub, requests = video()
+    sub.push(frame(1, key=True))
+    assert (await sub.get()).data == frame(1).data
+    sub.push(frame(2))
+    sub.pause()
+    assert len(sub) == 0  # what was queued is dropped too
+    sub.push(frame(3, key=True))
+    sub.push(frame(4))
+    assert len(sub) == 0 and sub.skipped_paused == 2
+    consumer = asyncio.create_task(sub.get())
+    await asyncio.sleep(0)
+    requests.clear()
+    sub.resume()
+    assert requests == [1]  # a picture at once, not at the publisher's next keyframe
+    sub.push(frame(5))
+    sub.push(frame(6, key=True))
+    assert (await consumer).data == frame(6).data
+
+
 async def test_before_the_consumer_reads_only_the_newest_keyframe_is_kept() -> None:
     sub, _ = video(capacity=10)
     for n in range(1, 6):

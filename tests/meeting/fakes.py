@@ -20,6 +20,7 @@ class FakeParticipantMedia:
     closed_with: str | None = None
 
     candidates: list[tuple[str, str]] = field(default_factory=list)
+    receiving: dict[str, bool] = field(default_factory=dict)
 
     async def publish(
         self, offer_sdp: str, sources: Mapping[str, str], data_channels: bool = False
@@ -28,6 +29,9 @@ class FakeParticipantMedia:
             raise MediaError("The offer is bad.")
         self.published.append(dict(sources))
         return f"answer to {offer_sdp}"
+
+    def set_receiving(self, track_id: str, receiving: bool) -> None:
+        self.receiving[track_id] = receiving
 
     async def add_candidate(self, connection: str, candidate: str) -> bool:
         self.candidates.append((connection, candidate))
