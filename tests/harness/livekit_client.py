@@ -71,6 +71,8 @@ class LiveKitClient:
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.trickle_publisher = True
+        #: Called with (track sid, frame) for each frame received, instead of keeping it.
+        self.on_frame: Callable[[str, EncodedFrame], None] | None = None
         #: Off, the client never answers the server's offers (a client that hangs).
         self.answers_offers = True
         #: What the client's own background work raised (tests check it stays empty).
@@ -185,23 +187,31 @@ class LiveKitClient:
         async with asyncio.timeout(10):
             return await future
 
-    async def publish(self, camera: bool = True, microphone: bool = True) -> None:
-        """Announce and publish a synthetic camera and a tone, as livekit-client does."""
+    async def publish(
+        self,
+        camera: bool = True,
+        microphone: bool = True,
+        *,
+        video: Any = None,
+        audio: Any = None,
+    ) -> None:
+        """Announce and publish a camera and a microphone, as livekit-client does: a
+        synthetic camera and a tone, or the given ``video`` and ``audio`` tracks."""
         pc = self.publisher
         assert pc is not None, "connect() first"
         tracks: list[tuple[Any, int, int]] = []
         if microphone:
-            tracks.append(
-                (ToneTrack(loud=True), models.TrackSource.MICROPHONE, models.TrackType.AUDIO)
-            )
+            audio = audio or ToneTrack(loud=True)
+            tracks.append((audio, models.TrackSource.MICROPHONE, models.TrackType.AUDIO))
         if camera:
-            self.camera = SyntheticVideoTrack()
-            tracks.append((self.camera, models.TrackSource.CAMERA, models.TrackType.VIDEO))
+            if video is None:
+                video = self.camera = SyntheticVideoTrack()
+            tracks.append((video, models.TrackSource.CAMERA, models.TrackType.VIDEO))
         for track, source, kind in tracks:
             await self.add_track(track.id, source, kind)
             transceiver = pc.addTransceiver(track, direction="sendonly")
-            if track is self.camera:
-                aiortc_hooks.on_keyframe_request(transceiver.sender, self.camera.request_keyframe)
+            if track is video:
+                aiortc_hooks.on_keyframe_request(transceiver.sender, video.request_keyframe)
         await self.negotiate()
 
     async def negotiate(self) -> None:
@@ -263,7 +273,10 @@ class LiveKitClient:
     def _recorder(self, mid: str) -> Callable[[EncodedFrame], None]:
         def record(frame: EncodedFrame) -> None:
             sid = self._mid_tracks.get(mid, f"?{mid}")
-            self.received.setdefault(sid, []).append(frame)
+            if self.on_frame is not None:
+                self.on_frame(sid, frame)
+            else:
+                self.received.setdefault(sid, []).append(frame)
 
         return record
 
