@@ -26,6 +26,7 @@ from .auth import LinkSigner, OpenIDVerifier, PersonalLinks, SignIn
 from .clock import Clock, SystemClock
 from .config import Config
 from .db import Storage, upgrade_table
+from .livekit.delayed import DelayedLeaves
 from .livekit.rtc import LiveKitDoor
 from .livekit.service import TokenService
 from .livekit.tokens import AccessTokens
@@ -192,8 +193,14 @@ class Bridge:
             element_origins=tuple(config["web.element_origins"]),
         )
         self.livekit_tokens = AccessTokens(LIVEKIT_API_KEY, config["matrix_rtc.key"])
+        self.delayed_leaves = DelayedLeaves(config["homeserver.address"], self._session)
         self.token_service = TokenService(
-            self.signin, self.livekit_tokens, config["web.public_url"], self.clock
+            self.signin,
+            self.livekit_tokens,
+            config["web.public_url"],
+            self.clock,
+            delayed=self.delayed_leaves,
+            own_server=config["homeserver.domain"],
         )
         self.calls = CallMeetings(self.meetings, self.rooms, self.meeting_room)
         self.livekit = LiveKitDoor(
@@ -204,6 +211,7 @@ class Bridge:
             self.signaling.open,
             self.calls.meeting_for_call,
             self.clock,
+            self.delayed_leaves,
         )
         if config["matrix_rtc.enabled"]:
             self.token_service.routes(self.web.app)
@@ -338,14 +346,18 @@ class Bridge:
             log.warning("Readiness: the database does not answer: %s", e)
             return False
 
-    async def _homeserver_ok(self) -> bool:
-        url = str(self.config["homeserver.address"]).rstrip("/")
+    def _session(self) -> aiohttp.ClientSession:
+        """The bridge's own HTTP client towards its homeserver (made on first use)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        return self._http
+
+    async def _homeserver_ok(self) -> bool:
+        url = str(self.config["homeserver.address"]).rstrip("/")
         try:
             async with (
                 asyncio.timeout(5),
-                self._http.get(f"{url}/_matrix/client/versions") as response,
+                self._session().get(f"{url}/_matrix/client/versions") as response,
             ):
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError) as e:
@@ -375,6 +387,7 @@ class Bridge:
         # are up.
         await self.meetings.close(RESTARTING)
         await self.web.stop()
+        await self.delayed_leaves.close()
         await self.openid.close()
         if self._http is not None:
             await self._http.close()

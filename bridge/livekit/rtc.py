@@ -61,6 +61,7 @@ from ..meeting.meeting import Meeting
 from ..meeting.meetings import Meetings
 from ..refusal import Refusal
 from ..web.signaling import IceServers, OpenSockets, RateLimit
+from .delayed import DelayedLeaves
 from .messages import (
     PROTOCOL_VERSION,
     SERVER_VERSION,
@@ -108,6 +109,7 @@ class Admission:
     identity: str
     meeting: Meeting
     user: Identity
+    room_id: str
 
 
 class LiveKitDoor:
@@ -122,6 +124,7 @@ class LiveKitDoor:
         sockets: OpenSockets,
         start_call: StartCall,
         clock: Clock,
+        delayed: DelayedLeaves | None = None,
     ) -> None:
         self.meetings = meetings
         self.signin = signin
@@ -130,6 +133,8 @@ class LiveKitDoor:
         self.sockets = sockets
         self.start_call = start_call
         self.clock = clock
+        #: Delayed leave events handed over with the token (sent when a session ends).
+        self.delayed = delayed
         self.sessions: set[LiveKitSession] = set()
         #: The LiveKit identity of each participant who came through this door; others
         #: are known by their Matrix user id.
@@ -181,7 +186,7 @@ class LiveKitDoor:
             )
         identity = await self.signin.readmit_to_room(grant.user_id, grant.room_id)
         meeting = await self.start_call(grant.room_id, identity.user_id)
-        return Admission(grant.identity, meeting, identity)
+        return Admission(grant.identity, meeting, identity, grant.room_id)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -383,11 +388,18 @@ class LiveKitSession:
 
     async def run(self) -> None:
         self._writer_task = asyncio.create_task(self._writer(), name="livekit-writer")
+        delayed, key = self.door.delayed, (self.admission.room_id, self.admission.identity)
+        joined = False
         try:
-            if await self._join():
+            joined = await self._join()
+            if joined:
+                if delayed is not None:
+                    delayed.connected(*key)
                 await self._serve()
         finally:
             self._closing = True
+            if joined and delayed is not None:
+                delayed.disconnected(*key)
             if self.participant is not None:
                 self.door.identities.pop(self.participant.id, None)
                 await self.participant.leave()

@@ -13,8 +13,10 @@ Both answer ``{url, jwt}``, or a Matrix-style ``{errcode, error}``. The OpenID t
 checked by :class:`~bridge.auth.signin.SignIn` (the allowlist, the user's homeserver,
 the bridge permission, membership of the room), as for the widget. Room names and
 identities follow lk-jwt-service (:mod:`bridge.livekit.naming`), so Element Call maps
-LiveKit participants to MatrixRTC memberships. Delegated delayed leave is not offered
-yet (``/delegate_delayed_leave`` answers 404, so clients keep their own).
+LiveKit participants to MatrixRTC memberships. Delegated delayed leave
+(``delay_id``/``delay_timeout``, and ``POST /livekit/delegate_delayed_leave``) is served
+for users of the bridge's own homeserver (:mod:`bridge.livekit.delayed`); others get
+403, as lk-jwt-service refuses users of homeservers without full access.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from yarl import URL
 from ..auth.signin import OpenIDCredential, SignIn
 from ..clock import Clock
 from ..refusal import Refusal
+from .delayed import DELAY_ID, MAX_DELAY_MS, MIN_DELAY_MS, DelayedLeave, DelayedLeaves
 from .naming import CALL_SLOT, legacy_identity, member_identity, room_name
 from .tokens import AccessTokens
 
@@ -69,6 +72,8 @@ class TokenRequest:
     device_id: str
     member_id: str | None = None
     claimed_user_id: str | None = None
+    #: The delayed leave event the caller hands over (delegated delayed leave).
+    delayed_leave: DelayedLeave | None = None
 
 
 def _text(data: dict[str, Any], name: str) -> str:
@@ -96,16 +101,26 @@ def _openid(data: dict[str, Any]) -> OpenIDCredential:
     return OpenIDCredential(_text(token, "matrix_server_name"), _text(token, "access_token"))
 
 
-def _refuse_delegation(data: dict[str, Any]) -> None:
-    if any(data.get(name) is not None for name in _DELAY_FIELDS):
-        raise BadRequest("This service does not take delegated delayed leave events.")
+def _delayed_leave(data: dict[str, Any], required: bool = False) -> DelayedLeave | None:
+    """The delay fields (``delay_cs_api_url`` is ignored, as by lk-jwt-service: the
+    bridge only calls its own homeserver)."""
+    delay_id, timeout = data.get("delay_id"), data.get("delay_timeout")
+    if delay_id is None and timeout is None and not required:
+        return None
+    if not isinstance(delay_id, str) or not DELAY_ID.match(delay_id):
+        raise BadRequest("delay_id must be a delayed event id.")
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        raise BadRequest("delay_timeout must be a number of milliseconds.")
+    if not MIN_DELAY_MS <= timeout <= MAX_DELAY_MS:
+        raise BadRequest(f"delay_timeout must be {MIN_DELAY_MS} to {MAX_DELAY_MS} ms.")
+    return DelayedLeave(delay_id, timeout)
 
 
-def parse_get_token(data: object) -> TokenRequest:
+def parse_get_token(data: object, delay_required: bool = False) -> TokenRequest:
     body = _only(
         data, {"room_id", "slot_id", "openid_token", "member", *_DELAY_FIELDS}, "the request"
     )
-    _refuse_delegation(body)
+    delayed = _delayed_leave(body, delay_required)
     slot = _text(body, "slot_id")
     if slot != CALL_SLOT:
         raise BadRequest(f"Only the {CALL_SLOT} slot is served.")
@@ -116,14 +131,22 @@ def parse_get_token(data: object) -> TokenRequest:
         device_id=_text(member, "claimed_device_id"),
         member_id=_text(member, "id"),
         claimed_user_id=_text(member, "claimed_user_id"),
+        delayed_leave=delayed,
     )
+
+
+def parse_delegation(data: object) -> TokenRequest:
+    """``/delegate_delayed_leave``: get_token's fields, with the delay ones required."""
+    return parse_get_token(data, delay_required=True)
 
 
 def parse_sfu_get(data: object) -> TokenRequest:
     body = _only(data, {"room", "openid_token", "device_id", *_DELAY_FIELDS}, "the request")
-    _refuse_delegation(body)
     return TokenRequest(
-        room_id=_text(body, "room"), openid=_openid(body), device_id=_text(body, "device_id")
+        room_id=_text(body, "room"),
+        openid=_openid(body),
+        device_id=_text(body, "device_id"),
+        delayed_leave=_delayed_leave(body),
     )
 
 
@@ -137,39 +160,56 @@ class TokenService:
     """Serves the token API for one bridge."""
 
     def __init__(
-        self, signin: SignIn, tokens: AccessTokens, public_url: str, clock: Clock
+        self,
+        signin: SignIn,
+        tokens: AccessTokens,
+        public_url: str,
+        clock: Clock,
+        delayed: DelayedLeaves | None = None,
+        own_server: str | None = None,
     ) -> None:
         self.signin = signin
         self.tokens = tokens
         self.url = livekit_url(public_url)
         self.clock = clock
+        #: Delegated delayed leave events, served for users of ``own_server`` only.
+        self.delayed = delayed
+        self.own_server = own_server
 
     def routes(self, app: web.Application, prefix: str = "/livekit") -> None:
         app.router.add_post(f"{prefix}/get_token", self._handler(parse_get_token))
         app.router.add_post(f"{prefix}/sfu/get", self._handler(parse_sfu_get))
-        for path in ("get_token", "sfu/get"):
+        app.router.add_post(
+            f"{prefix}/delegate_delayed_leave", self._handler(parse_delegation, token=False)
+        )
+        for path in ("get_token", "sfu/get", "delegate_delayed_leave"):
             app.router.add_route("OPTIONS", f"{prefix}/{path}", self.preflight)
 
     async def preflight(self, _: web.Request) -> web.Response:
         return web.Response(headers=_CORS)
 
-    def _handler(self, parse: Callable[[object], TokenRequest]) -> Callable[[web.Request], Any]:
+    def _handler(
+        self, parse: Callable[[object], TokenRequest], token: bool = True
+    ) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.Response:
             try:
                 checked = parse(await _json_body(request))
-                token = await self.token_for(checked)
+                jwt = await self.token_for(checked)
             except BadRequest as e:
                 return _error(400, e.errcode, str(e))
             except Refusal as e:
                 status, errcode = _STATUS.get(e.code, (403, "M_FORBIDDEN"))
                 log.info("Token refused (%s): %s", e.code, e)
                 return _error(status, errcode, str(e))
-            return web.json_response({"url": self.url, "jwt": token}, headers=_CORS)
+            if not token:
+                return web.json_response({}, headers=_CORS)
+            return web.json_response({"url": self.url, "jwt": jwt}, headers=_CORS)
 
         return handle
 
     async def token_for(self, request: TokenRequest) -> str:
-        """A LiveKit token for the request, after every check sign-in makes."""
+        """A LiveKit token for the request, after every check sign-in makes; a delayed
+        leave it carries is taken over (see :mod:`bridge.livekit.delayed`)."""
         identity = await self.signin.admit_to_room(request.openid, request.room_id)
         if request.claimed_user_id is not None and request.claimed_user_id != identity.user_id:
             raise Refusal("unauthorized", "The claimed user is not the one the token is for.")
@@ -177,6 +217,17 @@ class TokenService:
             who = member_identity(identity.user_id, request.device_id, request.member_id)
         else:
             who = legacy_identity(identity.user_id, request.device_id)
+        if request.delayed_leave is not None:
+            # As lk-jwt-service for homeservers without full access: only the bridge's
+            # own homeserver's users may hand over their leave (the bridge calls no other).
+            if self.delayed is None or identity.server != self.own_server:
+                raise Refusal(
+                    "server_not_allowed",
+                    "Delegated delayed leave is served only for users of this bridge's "
+                    "homeserver.",
+                )
+            if not self.delayed.delegate(request.room_id, who, request.delayed_leave):
+                raise Refusal("unavailable", "Too many delayed leave events are held.")
         now_s = self.clock.now_ms() // 1000
         log.info("LiveKit token for %s in %s", identity.user_id, request.room_id)
         return self.tokens.mint(

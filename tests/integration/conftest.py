@@ -7,7 +7,7 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "bridge_config(overrides): config keys for the stack's bridge, e.g. "
         '{"web.signin_timeout": 1} (see write_bridge_config)',
     )
+    config.addinivalue_line(
+        "markers",
+        "synapse_config(extra): homeserver.yaml keys merged over the stack's Synapse config; "
+        "a callable gets the bridge's web.public_url (see LocalSynapse.extra_config)",
+    )
+
+
+#: What ``@pytest.mark.synapse_config`` takes: the keys, or a function of the bridge's
+#: public URL that makes them (Synapse config that points at the bridge).
+SynapseConfig = Mapping[str, Any] | Callable[[str], Mapping[str, Any]]
 
 
 @pytest.fixture
@@ -168,10 +178,15 @@ async def stack(
     tmp_path: Path, database_url: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Stack]:
     """Synapse and the bridge, once on SQLite and once on the real PostgreSQL; a test
-    marked ``@pytest.mark.bridge_config({...})`` gets those config keys set."""
+    marked ``@pytest.mark.bridge_config({...})`` gets those config keys set, and one
+    marked ``@pytest.mark.synapse_config(...)`` those homeserver.yaml keys."""
     marker = request.node.get_closest_marker("bridge_config")
     overrides = marker.args[0] if marker is not None else None
     hs_port, as_port, web_port = free_ports(3)
+    synapse_marker = request.node.get_closest_marker("synapse_config")
+    synapse_extra: SynapseConfig = synapse_marker.args[0] if synapse_marker is not None else {}
+    if callable(synapse_extra):
+        synapse_extra = synapse_extra(f"http://127.0.0.1:{web_port}")
     config_path = write_bridge_config(
         tmp_path, hs_port, as_port, web_port, database_url, overrides=overrides
     )
@@ -181,6 +196,7 @@ async def stack(
         port=hs_port,
         server_name="localhost",
         appservice_registrations=[registration],
+        extra_config=synapse_extra,
     )
     await homeserver.start()
     result = Stack(tmp_path, homeserver, config_path)

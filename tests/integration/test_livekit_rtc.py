@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -390,3 +391,52 @@ async def pong_after_ping(client: LiveKitClient) -> None:
     await client.wait_for(
         lambda: any(r.WhichOneof("message") == "pong" for r in client.responses[seen:])
     )
+
+
+CALL_MEMBER = "org.matrix.msc3401.call.member"
+
+
+@pytest.mark.synapse_config({"max_event_delay_duration": "24h"})
+async def test_the_bridge_keeps_and_then_sends_a_delegated_delayed_leave(stack: Stack) -> None:
+    """Element Call's delayed leave (MSC4140) handed to the bridge: restarted while the
+    caller is connected, sent by the bridge when the connection ends."""
+    bridge = stack.bridge
+    assert bridge is not None
+    alice = await stack.user("alice")
+    room_id = await stack.room_with_bot(alice)
+    state_key = f"_{alice.user_id}_DEV_m.call"
+    await alice.send_state(room_id, CALL_MEMBER, state_key, {"application": "m.call"})
+    # The leave (empty content), scheduled 3 s ahead unless restarted.
+    path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{CALL_MEMBER}/{quote(state_key)}"
+    delayed = await alice.request(
+        "PUT", path, json_body={}, params={"org.matrix.msc4140.delay": "3000"}
+    )
+    openid = await alice.request_openid_token()
+    body = {
+        "room_id": room_id,
+        "slot_id": "m.call#ROOM",
+        "openid_token": openid,
+        "member": {"id": "m-DEV", "claimed_user_id": alice.user_id, "claimed_device_id": "DEV"},
+        "delay_id": delayed["delay_id"],
+        "delay_timeout": 3000,
+    }
+    url = f"{stack.config['web.public_url']}/livekit/get_token"
+    async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
+        assert response.status == 200, await response.text()
+        token = await response.json()
+
+    client = LiveKitClient(token["url"], token["jwt"])
+    try:
+        await client.connect()
+        await asyncio.sleep(5)  # longer than the delay: only the bridge's restarts keep it
+        assert await alice.get_state(room_id, CALL_MEMBER, state_key) == {"application": "m.call"}
+        assert bridge.delayed_leaves.requests.get("restart ok", 0) >= 2
+    finally:
+        await client.close()
+
+    async def left() -> bool:
+        return await alice.get_state(room_id, CALL_MEMBER, state_key) == {}
+
+    await eventually(left, within=10)
+    await eventually(lambda: _true(bridge.delayed_leaves.requests.get("send ok") == 1))
+    assert len(bridge.delayed_leaves) == 0

@@ -105,7 +105,7 @@ def test_requests_are_checked_field_by_field() -> None:
         {**good, "openid_token": openid(surprise=True)},
         {**good, "openid_token": "tok"},
         {**good, "room_id": 5},
-        {**good, "delay_id": "d", "delay_timeout": 1000},
+        {**good, "delay_id": "d"},  # a delay needs both fields (see test_delayed.py)
         [good],
     ):
         with pytest.raises(BadRequest):
