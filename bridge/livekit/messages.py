@@ -10,7 +10,7 @@ same track by the same sid.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +60,26 @@ class Person:
         return False
 
 
-def track_info(participant_id: str, track: Track, muted: bool) -> models.TrackInfo:
+#: What a track is sent in when the router has not said yet (the bridge prefers VP8).
+DEFAULT_MIME_TYPES = {"audio": "audio/opus", "video": "video/VP8"}
+
+#: A track's end-to-end encryption (``models.Encryption``) as its publisher declared it.
+EncryptionOf = Callable[[str, str], int]
+
+
+def no_encryption(participant_id: str, source: str) -> int:
+    return models.Encryption.NONE
+
+
+def track_info(
+    participant_id: str, track: Track, muted: bool, encryption: int = models.Encryption.NONE
+) -> models.TrackInfo:
+    """A track as LiveKit clients know it. livekit-client needs ``mime_type`` to set up
+    a decryptor, and decrypts only tracks whose ``encryption`` is not NONE."""
     return models.TrackInfo(
         sid=track_sid(participant_id, track.source),
+        mime_type=track.mime_type or DEFAULT_MIME_TYPES[track.kind],
+        encryption=encryption,  # type: ignore[arg-type]
         type=_KIND_ENUM[track.kind],
         source=_SOURCE_ENUM[track.source],  # type: ignore[arg-type]
         name=track.source,
@@ -72,7 +89,11 @@ def track_info(participant_id: str, track: Track, muted: bool) -> models.TrackIn
 
 
 def participant_info(
-    person: Person, version: int, *, left: int | None = None
+    person: Person,
+    version: int,
+    *,
+    left: int | None = None,
+    encryption: EncryptionOf = no_encryption,
 ) -> models.ParticipantInfo:
     """A participant as LiveKit clients know them; ``left`` marks one who is gone."""
     p = person.participant
@@ -99,7 +120,8 @@ def participant_info(
         info.disconnect_reason = left  # type: ignore[assignment]
     else:
         info.tracks.extend(
-            track_info(p.id, track, person.muted(track.source)) for track in person.tracks.values()
+            track_info(p.id, track, person.muted(track.source), encryption(p.id, track.source))
+            for track in person.tracks.values()
         )
     return info
 

@@ -315,7 +315,15 @@ class Router:
         for media in self._participants.values():
             if media.participant_id != track.participant_id:
                 media.subscriber.add(track)
-        self._emit(TrackPublished(track.participant_id, track.track_id, track.kind, track.source))
+        self._emit(
+            TrackPublished(
+                track.participant_id,
+                track.track_id,
+                track.kind,
+                track.source,
+                track.codec.mimeType,
+            )
+        )
 
     def _track_unpublished(self, track: PublishedTrack) -> None:
         for media in self._participants.values():

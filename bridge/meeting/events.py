@@ -24,6 +24,8 @@ class Track:
     participant_id: str
     source: Source
     kind: Kind
+    #: The codec it is sent in (``"video/VP8"``); empty when not known yet.
+    mime_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)

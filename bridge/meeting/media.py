@@ -47,6 +47,8 @@ class TrackPublished:
     track_id: str
     kind: Kind
     source: Source
+    #: The codec the publisher sends (``"video/VP8"``, ``"audio/opus"``), as received.
+    mime_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -395,7 +395,7 @@ class Meetings:
 
     def _media_event(self, live: LiveMeeting, event: MediaEvent) -> None:
         if isinstance(event, TrackPublished):
-            track = Track(event.participant_id, event.source, event.kind)
+            track = Track(event.participant_id, event.source, event.kind, event.mime_type)
             live.tracks[event.track_id] = track
             live.broadcast(TrackAdded(track))
         elif isinstance(event, TrackUnpublished):

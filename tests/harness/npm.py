@@ -34,6 +34,23 @@ LIVEKIT_CLIENT = (
     "sha512-jw9zBKXY5Gtr5MZ7vEON3QhMNccuDvYHck1PFSyG1aaateQPqgKZFBMgZkFZaXHIf9RV4MDW5xpTK2b/+qbwOg==",
 )
 
+# Element Call as Element Web embeds it (the whole app, bundled: livekit-client 2.22.3,
+# matrix-js-sdk, matrix-widget-api 1.19.0); integrity from `npm view
+# @element-hq/element-call-embedded@0.26.1 dist.integrity`.
+ELEMENT_CALL_EMBEDDED = (
+    "@element-hq/element-call-embedded",
+    "0.26.1",
+    "sha512-0zAC8Qh+xNLTqiC7yiosu2NQ7Fw36xR7Gimgmp2WZjTbiPf8b7DmYOBZk0sWFzYbrHHZTeB2wWPDmS3TgYq51g==",
+)
+
+# The widget API Element Call 0.26.1 bundles, for the host side (ClientWidgetApi);
+# integrity from `npm view matrix-widget-api@1.19.0 dist.integrity`.
+MATRIX_WIDGET_API = (
+    "matrix-widget-api",
+    "1.19.0",
+    "sha512-Qe7L6G1mQJphBC47/Bzp5ljPIK1UARgLiuGgS+/KmEs/eaNHkQ3+ArD0/0kvMV+d6kCGAZ9OKRqsnuPjizI+tw==",
+)
+
 NPM_PACK_TIMEOUT = 300.0
 
 

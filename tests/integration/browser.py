@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
@@ -43,6 +43,7 @@ CHROMIUM_ARGS = (
     "--disable-gpu",
     "--disable-quic",
 )
+T = TypeVar("T")
 FAKE_ELEMENT = Path(__file__).with_name("fake_element.html")
 
 # A page or the meeting widget's frame inside the fake Element page.
@@ -194,6 +195,22 @@ async def remote_media(target: Target) -> dict[str, dict[str, dict[str, Any]]]:
     return result
 
 
+async def poll_stats(
+    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], within: float, every: float = 0.25
+) -> tuple[bool, T]:
+    """Read figures (``getStats()``, which has no event to wait for) until ``done`` says
+    they are there, for at most ``within`` seconds: (whether they came, the last read)."""
+    last = await read()
+    try:
+        async with asyncio.timeout(within):
+            while not done(last):
+                await asyncio.sleep(every)
+                last = await read()
+    except TimeoutError:
+        return False, last
+    return True, last
+
+
 def _flowing(stats: dict[str, Any] | None) -> bool:
     if not stats:
         return False
@@ -212,26 +229,20 @@ async def wait_for_remote_media(
     participant (a count, or their ids), every source in ``sources`` flows: video with
     decoded frames, audio with packets and decoded samples. Returns the last figures."""
     wanted = tuple(sources)
-    last: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def done() -> bool:
+    def done(last: dict[str, dict[str, dict[str, Any]]]) -> bool:
         ready = [pid for pid, media in last.items() if all(_flowing(media.get(s)) for s in wanted)]
         if isinstance(participants, int):
             return len(ready) >= participants
         return set(participants) <= set(ready)
 
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                last = await remote_media(target)
-                if done():
-                    return last
-                await asyncio.sleep(0.2)  # getStats() has no event to wait for
-    except TimeoutError:
+    came, last = await poll_stats(lambda: remote_media(target), done, within, every=0.2)
+    if not came:
         raise AssertionError(
             f"no {'/'.join(wanted)} from {participants} remote participant(s) within "
             f"{within:g} s; receiving: {last}"
-        ) from None
+        )
+    return last
 
 
 def tiles_selector(source: str = "camera") -> str:

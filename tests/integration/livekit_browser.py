@@ -26,16 +26,15 @@ served from loopback by :func:`livekit_site`. The page exposes ``window.lk``:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser
 
 from tests.harness.npm import LIVEKIT_CLIENT, npm_package, require_npm
-from tests.harness.synapse import free_port
+from tests.harness.static_site import static_site
 from tests.integration.browser import Participant, new_participant
 
 LIVEKIT_PAGE = Path(__file__).with_name("livekit_page.html")
@@ -50,29 +49,10 @@ def livekit_client_js() -> Path:
     return path
 
 
-@asynccontextmanager
-async def livekit_site(js_path: Path) -> AsyncIterator[str]:
+def livekit_site(js_path: Path) -> AbstractAsyncContextManager[str]:
     """Serve the test page at ``/`` and livekit-client at ``/livekit-client.umd.js`` on
     127.0.0.1; yields the base URL (``http://127.0.0.1:<port>``)."""
-    headers = {"Cache-Control": "no-store"}
-
-    async def page(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(LIVEKIT_PAGE, headers=headers)
-
-    async def script(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(js_path, headers=headers)
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    app.router.add_get("/livekit-client.umd.js", script)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return static_site({"/": LIVEKIT_PAGE, "/livekit-client.umd.js": js_path})
 
 
 @pytest.fixture

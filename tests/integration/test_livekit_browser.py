@@ -6,7 +6,6 @@ seen and heard by them."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from tests.integration.browser import (  # noqa: F401 - the browser fixture
     browser,
     new_participant,
     open_meeting,
+    poll_stats,
     wait_for_remote_media,
 )
 from tests.integration.conftest import Stack, eventually
@@ -55,20 +55,18 @@ async def _is(value: bool) -> bool:
 async def wait_for_livekit_media(
     page: Participant, identities: list[str], within: float = 30
 ) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                last = await lk_stats(page)
-                if all(_decodes(last.get(identity)) for identity in identities):
-                    return last
-                await asyncio.sleep(0.25)  # getStats() has no event to wait for
-    except TimeoutError:
+    came, last = await poll_stats(
+        lambda: lk_stats(page),
+        lambda last: all(_decodes(last.get(identity)) for identity in identities),
+        within,
+    )
+    if not came:
         state = await lk_state(page)
         raise AssertionError(
             f"no media from {identities} within {within} s: {last}\nstate: {state}\n"
             f"console: {page.console[-30:]}"
-        ) from None
+        )
+    return last
 
 
 async def test_livekit_client_pages_and_the_web_client_meet(
