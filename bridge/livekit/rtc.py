@@ -32,7 +32,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -544,21 +544,31 @@ class LiveKitSession:
         elif kind == "update_metadata":
             raise Refusal("not_allowed", "Names come from Matrix; they cannot be changed here.")
         elif kind == "track_setting":
-            self._track_setting(participant, request.track_setting)
-        elif kind in ("subscription", "sync_state", "update_layers"):
-            # Everyone receives every track (auto-subscribe), at the one layer sent.
+            setting = request.track_setting
+            self._receive(participant, setting.track_sids, not setting.disabled)
+        elif kind == "subscription":
+            update = request.subscription
+            sids = [
+                *update.track_sids,
+                *(s for p in update.participant_tracks for s in p.track_sids),
+            ]
+            self._receive(participant, sids, update.subscribe)
+        elif kind in ("sync_state", "update_layers"):
+            # There is one layer, and no resume to sync state for.
             return
         # Anything else is dropped, as a LiveKit server drops what it does not know.
 
-    def _track_setting(self, participant: Participant, setting: rtc.UpdateTrackSettings) -> None:
-        """A client that does not show a track (adaptive stream: a hidden or tiny video
-        element) asks for it to be disabled: the bridge stops forwarding it until it is
-        enabled again. Quality, size and frame rate are not acted on (one layer)."""
-        for sid in setting.track_sids[:64]:
+    def _receive(self, participant: Participant, sids: Sequence[str], receiving: bool) -> None:
+        """Start or stop forwarding tracks to this client: a track it does not show
+        (track settings ``disabled``, from adaptive stream: a hidden or tiny video) or
+        one it unsubscribed from. Stopped tracks restart at a keyframe. Everyone is
+        subscribed to everything at first (auto-subscribe); quality, size and frame
+        rate are not acted on (one layer)."""
+        for sid in sids[:64]:
             for pid, person in self.people.items():
                 for source in person.tracks:
                     if track_sid(pid, source) == sid and pid != participant.id:
-                        participant.set_receiving(pid, source, not setting.disabled)
+                        participant.set_receiving(pid, source, receiving)
 
     async def _publish(self, participant: Participant, offer: rtc.SessionDescription) -> None:
         sources = {

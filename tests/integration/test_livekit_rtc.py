@@ -123,7 +123,17 @@ async def test_element_call_clients_and_a_web_client_meet(stack: Stack) -> None:
         # (aiortc's jitter buffer lets a frame out when the next one starts: the last
         # frame from before the pause comes out first, then the keyframe.)
         assert b.frames_of(a_camera)[stopped_at + 1].keyframe
-        assert len(b.frames_of(track_sid(a.sid, "microphone"))) > 0
+        # Unsubscribing works the same way (here, from her microphone).
+        a_mic = track_sid(a.sid, "microphone")
+        await b.send(rtc.SignalRequest(subscription=rtc.UpdateSubscription(track_sids=[a_mic])))
+        await eventually(lambda: _steady(lambda: len(b.frames_of(a_mic))), 10)
+        muted_at = len(b.frames_of(a_mic))
+        await b.send(
+            rtc.SignalRequest(
+                subscription=rtc.UpdateSubscription(track_sids=[a_mic], subscribe=True)
+            )
+        )
+        await b.wait_for(lambda: len(b.frames_of(a_mic)) > muted_at + 5)
 
         # Carol comes through the bridge's own web protocol, into the same meeting.
         web = SignalingClient(str(bridge.config["web.public_url"]), meeting.id)
