@@ -10,7 +10,7 @@ same track by the same sid.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,13 +63,6 @@ class Person:
 #: What a track is sent in when the router has not said yet (the bridge prefers VP8).
 DEFAULT_MIME_TYPES = {"audio": "audio/opus", "video": "video/VP8"}
 
-#: A track's end-to-end encryption (``models.Encryption``) as its publisher declared it.
-EncryptionOf = Callable[[str, str], int]
-
-
-def no_encryption(participant_id: str, source: str) -> int:
-    return models.Encryption.NONE
-
 
 def track_info(
     participant_id: str, track: Track, muted: bool, encryption: int = models.Encryption.NONE
@@ -93,7 +86,6 @@ def participant_info(
     version: int,
     *,
     left: int | None = None,
-    encryption: EncryptionOf = no_encryption,
 ) -> models.ParticipantInfo:
     """A participant as LiveKit clients know them; ``left`` marks one who is gone."""
     p = person.participant
@@ -116,11 +108,13 @@ def participant_info(
         ),
         attributes={"matrix_user_id": p.user_id},
     )
+    # Element Call encrypts every track of a participant with AES-GCM, or none.
+    encryption = models.Encryption.GCM if p.encrypted else models.Encryption.NONE
     if left is not None:
         info.disconnect_reason = left  # type: ignore[assignment]
     else:
         info.tracks.extend(
-            track_info(p.id, track, person.muted(track.source), encryption(p.id, track.source))
+            track_info(p.id, track, person.muted(track.source), encryption)
             for track in person.tracks.values()
         )
     return info

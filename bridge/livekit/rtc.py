@@ -139,10 +139,6 @@ class LiveKitDoor:
         #: The LiveKit identity of each participant who came through this door; others
         #: are known by their Matrix user id.
         self.identities: dict[str, str] = {}
-        #: How each LiveKit participant's tracks are end-to-end encrypted, by
-        #: (participant id, source): Element Call encrypts, and livekit-client decrypts
-        #: only what the track info says is encrypted. Other doors' tracks are clear.
-        self.encryptions: dict[tuple[str, str], int] = {}
         self._version = 0
 
     def next_version(self) -> int:
@@ -150,14 +146,9 @@ class LiveKitDoor:
         self._version += 1
         return self._version
 
-    def encryption_of(self, participant_id: str, source: str) -> int:
-        return self.encryptions.get((participant_id, source), models.Encryption.NONE)
-
     def forget(self, participant_id: str) -> None:
         """What the door kept about a participant who left."""
         self.identities.pop(participant_id, None)
-        for key in [k for k in self.encryptions if k[0] == participant_id]:
-            del self.encryptions[key]
 
     def identity_of(self, participant: Participant) -> str:
         return self.identities.get(participant.id, participant.user_id)
@@ -284,10 +275,7 @@ class LiveKitSession:
 
     def _update(self, *people: Person, left: Any = None) -> None:
         infos = [
-            participant_info(
-                person, self.door.next_version(), left=left, encryption=self.door.encryption_of
-            )
-            for person in people
+            participant_info(person, self.door.next_version(), left=left) for person in people
         ]
         self.send(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=infos)))
 
@@ -343,9 +331,9 @@ class LiveKitSession:
                 creation_time_ms=meeting.started_at,
                 num_participants=len(self.people),
             ),
-            participant=participant_info(me, version(), encryption=self.door.encryption_of),
+            participant=participant_info(me, version()),
             other_participants=[
-                participant_info(person, version(), encryption=self.door.encryption_of)
+                participant_info(person, version())
                 for pid, person in self.people.items()
                 if pid != me.participant.id
             ],
@@ -614,8 +602,11 @@ class LiveKitSession:
             await self._set_muted(participant, source, request.muted)
         if request.encryption not in (models.Encryption.NONE, models.Encryption.GCM):
             raise Refusal("unsupported", "Only AES-GCM end-to-end encryption is supported.")
-        # The SFU forwards encrypted frames untouched; the clients hold the keys.
-        self.door.encryptions[(participant.id, source)] = request.encryption
+        # The SFU forwards encrypted frames untouched; the clients hold the keys. The
+        # meeting says so to every door (the web client shows it cannot play them).
+        encrypted = request.encryption != models.Encryption.NONE
+        if encrypted != participant.encrypted:
+            await participant.set_encrypted(encrypted)
         info = track_info(
             participant.id,
             Track(participant.id, source, "audio" if source == "microphone" else "video"),

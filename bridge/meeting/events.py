@@ -49,7 +49,7 @@ class ParticipantJoined:
 
 @dataclass(frozen=True, slots=True)
 class ParticipantUpdated:
-    """Mute or hand changed (the participant object holds the new state)."""
+    """Mute, hand or encryption changed (the participant object holds the new state)."""
 
     participant: Participant
 

@@ -47,6 +47,9 @@ class Participant:
         self.audio_muted = False
         self.video_muted = False
         self.hand_raised = False
+        #: Whether their media is end-to-end encrypted with keys only their call's
+        #: clients hold (Element Call): other doors cannot play it.
+        self.encrypted = False
         self.meeting = meeting
         self.attendee = attendee
         self.media: ParticipantMedia | None = None
@@ -86,6 +89,10 @@ class Participant:
 
     async def set_muted(self, audio: bool, video: bool) -> None:
         await self._meetings.update(self, audio_muted=audio, video_muted=video)
+
+    async def set_encrypted(self, encrypted: bool) -> None:
+        """Their client encrypts its media end to end (the SFU forwards it untouched)."""
+        await self._meetings.update(self, encrypted=encrypted)
 
     async def raise_hand(self, raised: bool) -> None:
         await self._meetings.update(self, hand_raised=raised)

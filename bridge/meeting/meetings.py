@@ -318,8 +318,10 @@ class Meetings:
         audio_muted: bool | None = None,
         video_muted: bool | None = None,
         hand_raised: bool | None = None,
+        encrypted: bool | None = None,
     ) -> None:
-        """Change what others see of a participant (mute, hand); everyone is told."""
+        """Change what others see of a participant (mute, hand, whether their media is
+        end-to-end encrypted); everyone is told."""
         if not participant.present:
             raise MeetingError("You are no longer in this meeting.", code="not_joined")
         if audio_muted is not None:
@@ -328,6 +330,8 @@ class Meetings:
             participant.video_muted = video_muted
         if hand_raised is not None:
             participant.hand_raised = hand_raised
+        if encrypted is not None:
+            participant.encrypted = encrypted
         live = self._media_of.get(participant.meeting.id)
         if live is not None:
             live.broadcast(ParticipantUpdated(participant))

@@ -181,6 +181,7 @@ def participant_json(participant: Participant) -> dict[str, Any]:
         "audio_muted": participant.audio_muted,
         "video_muted": participant.video_muted,
         "hand_raised": participant.hand_raised,
+        "encrypted": participant.encrypted,
     }
 
 

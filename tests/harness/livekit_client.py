@@ -169,7 +169,7 @@ class LiveKitClient:
     # Publishing ---------------------------------------------------------------------
 
     async def add_track(
-        self, cid: str, source: int, kind: int, muted: bool = False
+        self, cid: str, source: int, kind: int, muted: bool = False, encryption: int = 0
     ) -> rtc.TrackPublishedResponse:
         future = asyncio.get_running_loop().create_future()
         self._published[cid] = future
@@ -180,7 +180,8 @@ class LiveKitClient:
                     name=cid,
                     type=kind,
                     source=source,
-                    muted=muted,  # type: ignore[arg-type]
+                    muted=muted,
+                    encryption=encryption,  # type: ignore[arg-type]
                 )
             )
         )
@@ -194,6 +195,7 @@ class LiveKitClient:
         *,
         video: Any = None,
         audio: Any = None,
+        encryption: int = 0,
     ) -> None:
         """Announce and publish a camera and a microphone, as livekit-client does: a
         synthetic camera and a tone, or the given ``video`` and ``audio`` tracks."""
@@ -208,7 +210,7 @@ class LiveKitClient:
                 video = self.camera = SyntheticVideoTrack()
             tracks.append((video, models.TrackSource.CAMERA, models.TrackType.VIDEO))
         for track, source, kind in tracks:
-            await self.add_track(track.id, source, kind)
+            await self.add_track(track.id, source, kind, encryption=encryption)
             transceiver = pc.addTransceiver(track, direction="sendonly")
             if track is video:
                 aiortc_hooks.on_keyframe_request(transceiver.sender, video.request_keyframe)

@@ -9,9 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser
+from playwright.async_api import Browser, expect
 
-from tests.integration.browser import browser, poll_stats  # noqa: F401 - the fixture
+from tests.integration.browser import (  # noqa: F401 - the browser fixture
+    Participant,
+    browser,
+    new_participant,
+    open_meeting,
+    poll_stats,
+)
 from tests.integration.conftest import Stack, eventually
 from tests.integration.element_call import (  # noqa: F401 - fixtures
     CallPage,
@@ -91,6 +97,7 @@ async def test_element_call_through_the_bridge(
     b_device = await stack.homeserver.login("bob", "bob-password")
 
     pages: list[CallPage] = []
+    pages_web: list[Participant] = []
     try:
         a = await open_element_call(
             browser,
@@ -121,6 +128,27 @@ async def test_element_call_through_the_bridge(
         for page, other in ((a, "bob"), (b, "alice")):
             tiles = await page.tiles()
             assert any(other in name for name in tiles), tiles
+
+        # Carol, on the bridge's web client in the same meeting, has no keys: her page
+        # says so on both callers' tiles, and plays neither picture nor sound.
+        meeting = bridge.meetings.live_in_room(room_id)
+        assert meeting is not None
+        carol = await stack.user("carol")
+        await alice.invite(room_id, carol.user_id)
+        await carol.join(room_id)
+        link = bridge.links.make(meeting.id, carol.user_id, bridge.clock.now_ms() // 1000)
+        web = await new_participant(browser, deny_media=True)
+        pages_web.append(web)
+        await open_meeting(
+            web.page, f"{bridge.meeting_room.join_url(meeting)}#token={link}", without_media=True
+        )
+        notes = web.page.locator(".tile.encrypted .encrypted-note:visible")
+        await expect(notes).to_have_count(2, timeout=20_000)
+        assert await web.page.locator(".tile.encrypted audio").evaluate_all(
+            "(audios) => audios.every((audio) => audio.muted)"
+        )
+        await web.close()
+        pages_web.clear()
 
         # Element Call handed both delayed leave events to the bridge (delegation).
         assert len(bridge.delayed_leaves) == 2
@@ -155,7 +183,11 @@ async def test_element_call_through_the_bridge(
         for index, page in enumerate(pages):
             print(f"--- page {index} host: {await page.host_state()}")
             print(f"--- page {index} console:\n" + "\n".join(page.person.console[-80:]))
+        for person in pages_web:
+            print("--- web client console:\n" + "\n".join(person.console[-40:]))
         raise
     finally:
         for page in pages:
             await page.close()
+        for person in pages_web:
+            await person.close()

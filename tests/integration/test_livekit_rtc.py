@@ -450,3 +450,57 @@ async def test_the_bridge_keeps_and_then_sends_a_delegated_delayed_leave(stack: 
     await eventually(left, within=10)
     await eventually(lambda: _true(bridge.delayed_leaves.requests.get("send ok") == 1))
     assert len(bridge.delayed_leaves) == 0
+
+
+async def test_encrypted_callers_are_declared_to_every_door(stack: Stack) -> None:
+    """Element Call encrypts end to end: the SFU forwards the frames untouched, other
+    LiveKit clients learn the tracks are encrypted (so they decrypt), and the web client
+    learns it cannot play them."""
+    bridge = stack.bridge
+    assert bridge is not None
+    alice = await stack.user("alice")
+    bob = await stack.user("bob")
+    carol = await stack.user("carol")
+    room_id = await stack.room_with_bot(alice)
+    for user in (bob, carol):
+        await alice.invite(room_id, user.user_id)
+        await user.join(room_id)
+    a_token = await livekit_token(stack, alice, room_id, "A")
+    b_token = await livekit_token(stack, bob, room_id, "B")
+    a = LiveKitClient(a_token["url"], a_token["jwt"])
+    b = LiveKitClient(b_token["url"], b_token["jwt"])
+    web = None
+    try:
+        await a.connect()
+        await b.connect()
+        meeting = bridge.meetings.live_in_room(room_id)
+        assert meeting is not None
+        web = SignalingClient(str(bridge.config["web.public_url"]), meeting.id)
+        link = bridge.links.make(meeting.id, carol.user_id, bridge.clock.now_ms() // 1000)
+        joined = await web.join({"kind": "link", "token": link})
+        assert all(p["encrypted"] is False for p in joined["participants"])
+
+        await a.publish(encryption=models.Encryption.GCM)
+        update = await web.expect("participant_updated")
+        assert (update["participant"]["participant_id"], update["participant"]["encrypted"]) == (
+            a.sid,
+            True,
+        )
+        await b.wait_for(
+            lambda: (
+                len(b.participants[a.sid].tracks) == 2
+                and all(
+                    t.encryption == models.Encryption.GCM for t in b.participants[a.sid].tracks
+                )
+            )
+        )
+        # The frames are forwarded as they came (here the test's camera is clear).
+        assert a.camera is not None
+        await b.wait_for(
+            lambda: sent_and_received(a.camera, b.frames_of(track_sid(a.sid, "camera"))), 30
+        )
+    finally:
+        for client in (a, b):
+            await client.close()
+        if web is not None:
+            await web.close()

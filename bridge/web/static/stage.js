@@ -46,12 +46,21 @@ class Tile {
     this.name = element("span", "name");
     this.hand = badge("hand", "hand", "hand raised");
     this.micOff = badge("mic-off", "mic-off", "microphone off");
+    // Element Call encrypts end to end with keys this page does not have: say so
+    // instead of playing what cannot be decoded (a black tile, noise).
+    this.encryptedNote = element(
+      "span",
+      "encrypted-note",
+      "End-to-end encrypted in Element Call: cannot be played here",
+    );
+    this.encryptedNote.hidden = true;
     const caption = element("figcaption");
-    caption.append(this.name, this.hand, this.micOff);
+    caption.append(this.name, this.hand, this.micOff, this.encryptedNote);
     this.node.append(this.video, this.avatar, caption);
     this.videoTrack = null;
     this.audio = null;
     this.videoOff = false;
+    this.encrypted = false;
     this.onTrackMute = () => this.refreshVideo();
   }
 
@@ -61,6 +70,10 @@ class Tile {
     this.hand.hidden = !participant.hand_raised;
     this.micOff.hidden = !participant.audio_muted;
     this.videoOff = Boolean(participant.video_muted);
+    this.encrypted = Boolean(participant.encrypted);
+    this.encryptedNote.hidden = !this.encrypted;
+    this.node.classList.toggle("encrypted", this.encrypted);
+    if (this.audio) this.audio.muted = this.encrypted;
     this.refreshVideo();
   }
 
@@ -100,7 +113,8 @@ class Tile {
   }
 
   refreshVideo() {
-    const showing = Boolean(this.videoTrack) && !this.videoOff && this.videoTrack.readyState === "live";
+    const showing =
+      Boolean(this.videoTrack) && !this.videoOff && !this.encrypted && this.videoTrack.readyState === "live";
     this.node.classList.toggle("no-video", !showing);
   }
 
@@ -112,6 +126,7 @@ class Tile {
     if (!track) return;
     this.audio = element("audio");
     this.audio.autoplay = true;
+    this.audio.muted = this.encrypted;
     this.audio.srcObject = new MediaStream([track]);
     this.node.append(this.audio);
     this.audio.play().catch((error) => {
