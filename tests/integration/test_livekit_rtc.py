@@ -504,3 +504,44 @@ async def test_encrypted_callers_are_declared_to_every_door(stack: Stack) -> Non
             await client.close()
         if web is not None:
             await web.close()
+
+
+async def test_a_full_reconnect_replaces_the_old_connection(stack: Stack) -> None:
+    """Resume is off, so a LiveKit client that lost its connection rejoins in full with
+    the same token: the meeting keeps one participant for it, and the old session hears
+    it was replaced."""
+    bridge = stack.bridge
+    assert bridge is not None
+    alice = await stack.user("alice")
+    bob = await stack.user("bob")
+    room_id = await stack.room_with_bot(alice)
+    await alice.invite(room_id, bob.user_id)
+    await bob.join(room_id)
+    a_token = await livekit_token(stack, alice, room_id, "A")
+    b_token = await livekit_token(stack, bob, room_id, "B")
+    first = LiveKitClient(a_token["url"], a_token["jwt"])
+    again = LiveKitClient(a_token["url"], a_token["jwt"])
+    b = LiveKitClient(b_token["url"], b_token["jwt"])
+    try:
+        await first.connect()
+        await b.connect()
+        await again.connect()
+        await again.publish()
+        await first.wait_for(lambda: first.leave is not None)
+        assert first.leave is not None
+        assert first.leave.reason == models.DisconnectReason.DUPLICATE_IDENTITY
+        meeting = bridge.meetings.live_in_room(room_id)
+        assert meeting is not None
+        assert sorted(meeting.participants) == sorted([again.sid, b.sid])
+        # Bob saw the old one go and gets the new one's media.
+        await b.wait_for(
+            lambda: b.participants[first.sid].state == models.ParticipantInfo.DISCONNECTED
+        )
+        assert again.camera is not None
+        await b.wait_for(
+            lambda: sent_and_received(again.camera, b.frames_of(track_sid(again.sid, "camera"))),
+            30,
+        )
+    finally:
+        for client in (first, again, b):
+            await client.close()
