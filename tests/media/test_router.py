@@ -59,8 +59,8 @@ async def test_subscriber_gets_the_publishers_encoded_frames_unchanged(meetings:
         "alice microphone",
     ]
     assert meeting.events_of(TrackPublished) == [
-        TrackPublished("alice", "alice/microphone", "audio", "microphone"),
-        TrackPublished("alice", "alice/camera", "video", "camera"),
+        TrackPublished("alice", "alice/microphone", "audio", "microphone", "audio/opus"),
+        TrackPublished("alice", "alice/camera", "video", "camera", "video/VP8"),
     ]
     stats = meeting.router.stats()
     assert (stats.participants, stats.peer_connections, stats.subscriptions) == (2, 2, 2)
@@ -210,7 +210,9 @@ async def test_screen_share_comes_and_goes_by_renegotiation(meetings: Meetings) 
     assert alice.screen is not None
     received = [f.data for f in bob.frames_from("alice", "screen")]
     assert contiguous_run(list(alice.screen.sent), received)
-    assert TrackPublished("alice", "alice/screen", "video", "screen") in meeting.events
+    assert (
+        TrackPublished("alice", "alice/screen", "video", "screen", "video/VP8") in meeting.events
+    )
 
     await alice.stop_screen()
     assert meeting.events[-1] == TrackUnpublished("alice", "alice/screen", "video", "screen")
