@@ -20,7 +20,7 @@ from ..clock import Clock
 from ..config import server_of
 from ..meeting.identity import Identity
 from ..meeting.meeting import Meeting
-from ..meeting.roles import Level, meeting_role
+from ..meeting.roles import Level, Role, meeting_role
 from ..refusal import Refusal
 from .links import PersonalLinks
 
@@ -73,6 +73,10 @@ class RoomDirectory(Protocol):
 
     async def power(self, room_id: str, user_id: str) -> RoomPower: ...
 
+    async def bot_joined(self, room_id: str) -> bool:
+        """Whether the bridge's bot is in the room (so membership can be checked)."""
+        ...
+
 
 class OpenIDCheck(Protocol):
     """Whose an OpenID token is (see :class:`bridge.auth.openid.OpenIDVerifier`)."""
@@ -120,17 +124,40 @@ class SignIn:
 
     async def admit_to_room(self, credential: OpenIDCredential, room_id: str) -> Identity:
         """The identity of an OpenID token's holder, if they may use the bridge and are a
-        member of ``room_id`` (a call's room, with or without a meeting)."""
+        member of ``room_id`` (a call's room, with or without a meeting).
+
+        In a room the bot is not in, membership cannot be checked: the holder is admitted
+        on their token and bridge level alone, as lk-jwt-service admits callers, as a
+        participant (see :meth:`_caller`)."""
         with self._counted():
             user_id = await self.openid.verify(credential.server, credential.token)
-            return await self._member(user_id, room_id)
+            return await self._member_or_caller(user_id, room_id)
 
     async def readmit_to_room(self, user_id: str, room_id: str) -> Identity:
         """The identity of a user the bridge itself vouched for earlier (a LiveKit access
         token it signed after :meth:`admit_to_room`), checked again now: they may still
         use the bridge and are still a member of the room."""
         with self._counted():
+            return await self._member_or_caller(user_id, room_id)
+
+    async def _member_or_caller(self, user_id: str, room_id: str) -> Identity:
+        try:
+            bot_joined = await self.rooms.bot_joined(room_id)
+        except RoomUnavailable as e:
+            raise Refusal("internal", "The call's room could not be checked.") from e
+        if bot_joined:
             return await self._member(user_id, room_id)
+        return self._caller(user_id)
+
+    def _caller(self, user_id: str) -> Identity:
+        """Someone calling in a room without the bot: who they are is verified, whether
+        they are in the room is not (nobody here can see it), so they get no role beyond
+        participant and no Matrix profile."""
+        if self.permission_level(user_id) < Level.USER:
+            raise Refusal("unauthorized", "You are not allowed to use Visio Bridge.")
+        server = server_of(user_id)
+        assert server is not None, "verified user ids name their server"
+        return Identity(user_id, server, "", None, Role.PARTICIPANT)
 
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:

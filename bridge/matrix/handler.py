@@ -297,4 +297,6 @@ class MatrixHandler:
     async def _meeting_changed(self, meeting: Meeting, change: Change) -> None:
         """Keep the room's state event in step with who is in the meeting."""
         if change in (Change.JOINED, Change.LEFT) and meeting.is_live:
-            self.state_updates.request(meeting)
+            # A call in a room without the bot (Element Call) has no state to keep.
+            if await self.rooms.bot_joined(meeting.room_id):
+                self.state_updates.request(meeting)

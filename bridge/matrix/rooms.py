@@ -131,6 +131,9 @@ class MatrixRooms:
         create = await self._create_event(RoomID(room_id))
         return levels.invite, levels.get_user_level(self.bot.mxid, create)
 
+    async def bot_joined(self, room_id: str) -> bool:
+        return await self.is_joined(room_id, self.bot.mxid)
+
     async def is_joined(self, room_id: str, user_id: str) -> bool:
         return bool(await self.state_store.is_joined(RoomID(room_id), UserID(user_id)))
 

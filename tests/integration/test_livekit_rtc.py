@@ -545,3 +545,57 @@ async def test_a_full_reconnect_replaces_the_old_connection(stack: Stack) -> Non
     finally:
         for client in (first, again, b):
             await client.close()
+
+
+async def test_a_call_in_a_room_without_the_bot(stack: Stack) -> None:
+    """Served as lk-jwt-service and LiveKit would: verified callers of allowed servers
+    with the bridge level get in (membership cannot be seen without the bot), nothing is
+    posted to the room, and the call ends with its last caller."""
+    bridge = stack.bridge
+    assert bridge is not None
+    alice = await stack.user("alice")
+    bob = await stack.user("bob")
+    outsider = await stack.user("outsider")  # bridge level "none" in the test config
+    room_id = await alice.create_room()
+    await alice.invite(room_id, bob.user_id)
+    await bob.join(room_id)
+    a_token = await livekit_token(stack, alice, room_id, "A")
+    b_token = await livekit_token(stack, bob, room_id, "B")
+    openid = await outsider.request_openid_token()
+    refused = {
+        "room_id": room_id,
+        "slot_id": "m.call#ROOM",
+        "openid_token": openid,
+        "member": {"id": "m", "claimed_user_id": outsider.user_id, "claimed_device_id": "O"},
+    }
+    url = f"{stack.config['web.public_url']}/livekit/get_token"
+    async with aiohttp.ClientSession() as http, http.post(url, json=refused) as response:
+        assert response.status == 401
+
+    a = LiveKitClient(a_token["url"], a_token["jwt"])
+    b = LiveKitClient(b_token["url"], b_token["jwt"])
+    try:
+        await a.connect()
+        await b.connect()
+        await a.publish()
+        assert a.camera is not None
+        await b.wait_for(
+            lambda: sent_and_received(a.camera, b.frames_of(track_sid(a.sid, "camera"))), 30
+        )
+        meeting = bridge.meetings.live_in_room(room_id)
+        assert meeting is not None and len(meeting.participants) == 2
+        # The callers are named by their user ids' localparts (no room profile to read).
+        assert b.participants[a.sid].name == "alice"
+    finally:
+        await a.close()
+        await b.close()
+    await eventually(lambda: _true(bridge.meetings.live_in_room(room_id) is None))
+    ended = await bridge.meetings.get(meeting.id)
+    assert ended is not None and not ended.is_live
+    # Nothing was posted: no meeting state, no widget, no message from the bot.
+    state = await alice.get_all_state(room_id)
+    assert not [e for e in state if e["sender"] == stack.bot]
+    messages = await alice.request(
+        "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/messages", params={"dir": "b"}
+    )
+    assert not [e for e in messages["chunk"] if e["sender"] == stack.bot]
