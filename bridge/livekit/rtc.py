@@ -135,6 +135,8 @@ class LiveKitDoor:
         self.clock = clock
         #: Delayed leave events handed over with the token (sent when a session ends).
         self.delayed = delayed
+        #: Seconds between fresh access tokens sent to each session (half their life).
+        self.token_refresh_s = tokens.lifetime_s / 2
         self.sessions: set[LiveKitSession] = set()
         #: The LiveKit identity of each participant who came through this door; others
         #: are known by their Matrix user id.
@@ -394,20 +396,40 @@ class LiveKitSession:
         self._writer_task = asyncio.create_task(self._writer(), name="livekit-writer")
         delayed, key = self.door.delayed, (self.admission.room_id, self.admission.identity)
         joined = False
+        refresher: asyncio.Task[None] | None = None
         try:
             joined = await self._join()
             if joined:
                 if delayed is not None:
                     delayed.connected(*key)
+                refresher = asyncio.create_task(self._refresh_token())
                 await self._serve()
         finally:
             self._closing = True
+            if refresher is not None:
+                refresher.cancel()
             if joined and delayed is not None:
                 delayed.disconnected(*key)
             if self.participant is not None:
                 self.door.forget(self.participant.id)
                 await self.participant.leave()
             await self._flush_and_close()
+
+    async def _refresh_token(self) -> None:
+        """A fresh access token before the last one expires, as a LiveKit server sends
+        it: livekit-client rejoins with the newest one after losing its connection, and
+        the token service's tokens last an hour, shorter than many meetings."""
+        admission = self.admission
+        while True:
+            await asyncio.sleep(self.door.token_refresh_s)
+            token = self.door.tokens.mint(
+                admission.identity,
+                room_name(admission.room_id),
+                self.door.clock.now_ms() // 1000,
+                user_id=admission.user.user_id,
+                room_id=admission.room_id,
+            )
+            self.send(rtc.SignalResponse(refresh_token=token))
 
     async def _flush_and_close(self) -> None:
         self._outbox.put_nowait(None)

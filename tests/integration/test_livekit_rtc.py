@@ -599,3 +599,40 @@ async def test_a_call_in_a_room_without_the_bot(stack: Stack) -> None:
         "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/messages", params={"dir": "b"}
     )
     assert not [e for e in messages["chunk"] if e["sender"] == stack.bot]
+
+
+async def test_connected_clients_get_fresh_tokens(stack: Stack) -> None:
+    """Tokens last an hour; a client that rejoins after that must hold a newer one."""
+    bridge = stack.bridge
+    assert bridge is not None
+    bridge.livekit.token_refresh_s = 0.2
+    alice = await stack.user("alice")
+    room_id = await stack.room_with_bot(alice)
+    token = await livekit_token(stack, alice, room_id, "A")
+    client = LiveKitClient(token["url"], token["jwt"])
+    try:
+        await client.connect()
+        await client.wait_for(
+            lambda: any(r.WhichOneof("message") == "refresh_token" for r in client.responses)
+        )
+        fresh = next(
+            r.refresh_token for r in client.responses if r.WhichOneof("message") == "refresh_token"
+        )
+        now_s = bridge.clock.now_ms() // 1000
+        old, new = (bridge.livekit_tokens.check(t, now_s) for t in (token["jwt"], fresh))
+        assert (new.identity, new.room, new.user_id, new.room_id) == (
+            old.identity,
+            old.room,
+            alice.user_id,
+            room_id,
+        )
+        assert new.expires_at >= old.expires_at
+        # The fresh token admits the same caller.
+        again = LiveKitClient(token["url"], fresh)
+        try:
+            await again.connect()
+            await client.wait_for(lambda: client.leave is not None)  # replaced by it
+        finally:
+            await again.close()
+    finally:
+        await client.close()
