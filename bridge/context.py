@@ -386,6 +386,7 @@ class Bridge:
         # through the room queues, which drain next, while the appservice and database
         # are up.
         await self.meetings.close(RESTARTING)
+        await self.livekit.close()
         await self.web.stop()
         await self.delayed_leaves.close()
         await self.openid.close()

@@ -28,11 +28,10 @@ message):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +59,7 @@ from ..meeting.live import Participant
 from ..meeting.meeting import Meeting
 from ..meeting.meetings import Meetings
 from ..refusal import Refusal
+from ..web.outbox import Outbox
 from ..web.signaling import IceServers, OpenSockets, RateLimit
 from .delayed import DelayedLeaves
 from .messages import (
@@ -138,10 +138,17 @@ class LiveKitDoor:
         #: Seconds between fresh access tokens sent to each session (half their life).
         self.token_refresh_s = tokens.lifetime_s / 2
         self.sessions: set[LiveKitSession] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         #: The LiveKit identity of each participant who came through this door; others
         #: are known by their Matrix user id.
         self.identities: dict[str, str] = {}
         self._version = 0
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run background work that :meth:`close` waits for."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def next_version(self) -> int:
         """ParticipantInfo versions only grow, across every session of the bridge."""
@@ -221,6 +228,8 @@ class LiveKitDoor:
     async def close(self) -> None:
         for session in list(self.sessions):
             await session.dismiss(RESTARTING)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _refusal_response(error: Refusal) -> web.Response:
@@ -246,34 +255,21 @@ class LiveKitSession:
         #: Tracks this client announced with add_track, by cid: the source each is.
         self.pending: dict[str, str] = {}
         self.log = log.getChild(str(id(self)))
-        self._outbox: asyncio.Queue[rtc.SignalResponse | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
-        self._closing = False
+        self.outbox: Outbox[rtc.SignalResponse] = Outbox(
+            ws,
+            lambda response: ws.send_bytes(response.SerializeToString()),
+            OUTBOX_LIMIT,
+            door.spawn,
+            self.log,
+        )
         self._offer_id = 0
         self._bad_frames = 0
-        self._closer: asyncio.Future[None] | None = None
 
     # Sending -------------------------------------------------------------------------
 
     def send(self, response: rtc.SignalResponse) -> None:
-        if self._closing:
-            return
-        if self._outbox.qsize() >= OUTBOX_LIMIT:
-            self.log.warning("Disconnecting a LiveKit client that does not read its messages")
-            self._closing = True
-            self._closer = asyncio.ensure_future(self._flush_and_close())
-            return
-        self._outbox.put_nowait(response)
-
-    async def _writer(self) -> None:
-        while True:
-            response = await self._outbox.get()
-            if response is None or self.ws.closed:
-                return
-            try:
-                await self.ws.send_bytes(response.SerializeToString())
-            except (ConnectionError, RuntimeError):
-                return
+        """Queue a response; a client that does not keep up is disconnected."""
+        self.outbox.send(response)
 
     def _update(self, *people: Person, left: Any = None) -> None:
         infos = [
@@ -381,19 +377,18 @@ class LiveKitSession:
         )
 
     async def dismiss(self, dismissal: Dismissal) -> None:
-        if self._closing:
+        if self.outbox.closing:
             return
         reason, action = _DISMISSALS.get(
             dismissal.code, (models.DisconnectReason.UNKNOWN_REASON, rtc.LeaveRequest.DISCONNECT)
         )
         self.send(rtc.SignalResponse(leave=rtc.LeaveRequest(reason=reason, action=action)))  # type: ignore[arg-type]
-        self._closing = True
-        await self._flush_and_close()
+        await self.outbox.close()
 
     # Lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._writer_task = asyncio.create_task(self._writer(), name="livekit-writer")
+        self.outbox.start("livekit-writer")
         delayed, key = self.door.delayed, (self.admission.room_id, self.admission.identity)
         joined = False
         refresher: asyncio.Task[None] | None = None
@@ -405,7 +400,7 @@ class LiveKitSession:
                 refresher = asyncio.create_task(self._refresh_token())
                 await self._serve()
         finally:
-            self._closing = True
+            self.outbox.closing = True
             if refresher is not None:
                 refresher.cancel()
             if joined and delayed is not None:
@@ -413,7 +408,7 @@ class LiveKitSession:
             if self.participant is not None:
                 self.door.forget(self.participant.id)
                 await self.participant.leave()
-            await self._flush_and_close()
+            await self.outbox.close()
 
     async def _refresh_token(self) -> None:
         """A fresh access token before the last one expires, as a LiveKit server sends
@@ -430,14 +425,6 @@ class LiveKitSession:
                 room_id=admission.room_id,
             )
             self.send(rtc.SignalResponse(refresh_token=token))
-
-    async def _flush_and_close(self) -> None:
-        self._outbox.put_nowait(None)
-        if self._writer_task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._writer_task), 5)
-            self._writer_task.cancel()
-        await self.ws.close()
 
     async def _join(self) -> bool:
         admission = self.admission

@@ -8,7 +8,6 @@ events out become frames. It decides nothing about the meeting itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -51,6 +50,7 @@ from .messages import (
     message_type,
     parse_message,
 )
+from .outbox import Outbox
 
 log = logging.getLogger("visio.web.signaling")
 
@@ -310,38 +310,21 @@ class Session:
         #: Lets this participant's page fetch avatars; issued with ``joined``.
         self.media_token: str | None = None
         self.log = log.getChild(str(id(self)))
-        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
-        self._closing = False
+        self.outbox: Outbox[dict[str, Any]] = Outbox(
+            ws, ws.send_json, OUTBOX_LIMIT, door.spawn, self.log
+        )
 
     # Sending ---------------------------------------------------------------------
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a message; a browser that does not keep up is disconnected."""
-        if self._closing:
-            return
-        if self._outbox.qsize() >= OUTBOX_LIMIT:
-            self.log.warning("Disconnecting a session that does not read its messages")
-            self._closing = True
-            self.door.spawn(self._flush_and_close())
-            return
-        self._outbox.put_nowait(message)
+        self.outbox.send(message)
 
     def error(self, code: str, message: str, in_reply_to: str | None = None) -> None:
         payload: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if in_reply_to:
             payload["in_reply_to"] = in_reply_to
         self.send(payload)
-
-    async def _writer(self) -> None:
-        while True:
-            message = await self._outbox.get()
-            if message is None or self.ws.closed:
-                return
-            try:
-                await self.ws.send_json(message)
-            except (ConnectionError, RuntimeError):
-                return
 
     # The meeting's side (Attendee) -------------------------------------------------
 
@@ -395,19 +378,18 @@ class Session:
 
     async def dismiss(self, dismissal: Dismissal) -> None:
         """End the session from the server side, telling the browser why."""
-        if self._closing:
+        if self.outbox.closing:
             return
         if dismissal.code == "meeting_ended":
             self.send({"type": "meeting_ended"})
         else:
             self.error(dismissal.code, dismissal.message)
-        self._closing = True
-        await self._flush_and_close()
+        await self.outbox.close()
 
     # Lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._writer_task = asyncio.create_task(self._writer(), name="ws-writer")
+        self.outbox.start("ws-writer")
         renewal: asyncio.Task[None] | None = None
         try:
             if await self._await_join():
@@ -417,20 +399,11 @@ class Session:
         finally:
             if renewal is not None:
                 renewal.cancel()
-            self._closing = True
+            self.outbox.closing = True
             self.door.media_tokens.revoke(self.media_token)
             if self.participant is not None:
                 await self.participant.leave()
-            await self._flush_and_close()
-
-    async def _flush_and_close(self) -> None:
-        """Send what is queued (the last words: why the session ends), then close."""
-        self._outbox.put_nowait(None)
-        if self._writer_task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._writer_task), 5)
-            self._writer_task.cancel()
-        await self.ws.close()
+            await self.outbox.close()
 
     async def _renew_ice(self, every: float) -> None:
         """Fresh TURN credentials before the last ones expire: they are short-lived, so
