@@ -241,15 +241,7 @@ def _check_transport(
 
 def _keep_usable_candidates(media: sdp.MediaDescription, allow_private: bool) -> None:
     """Drop the section's candidates the server must not or cannot send checks to."""
-    media.ice_candidates = [
-        c
-        for c in media.ice_candidates
-        if c.component == 1
-        and c.protocol.lower() == "udp"
-        and c.type in _CANDIDATE_TYPES
-        and 0 < c.port < 65536
-        and may_send_checks_to(c.ip, allow_private)
-    ]
+    media.ice_candidates = [c for c in media.ice_candidates if _usable(c, allow_private)]
     if not media.ice_candidates:
         # With end-of-candidates and nothing to pair, aioice fails the connection before
         # the client's checks arrive; without, it waits for them (peer-reflexive).
@@ -267,14 +259,19 @@ def trickled_candidate(text: object, allow_private: bool) -> RTCIceCandidate | N
         candidate = sdp.candidate_from_sdp(line)
     except Exception as error:
         raise MediaError("The trickled candidate could not be parsed.") from error
-    usable = (
+    return candidate if _usable(candidate, allow_private) else None
+
+
+def _usable(candidate: RTCIceCandidate, allow_private: bool) -> bool:
+    """A UDP candidate of component 1, of a type aioice pairs, on an address the server
+    may send checks to (the rules in this module's docstring)."""
+    return (
         candidate.component == 1
         and candidate.protocol.lower() == "udp"
         and candidate.type in _CANDIDATE_TYPES
         and 0 < candidate.port < 65536
         and may_send_checks_to(candidate.ip, allow_private)
     )
-    return candidate if usable else None
 
 
 def may_send_checks_to(address: str, allow_private: bool) -> bool:
