@@ -93,6 +93,28 @@ async def set_local_description(
 MAX_EARLY_CANDIDATES = 32
 
 
+class TrickledCandidates:
+    """The candidates a client trickles for one connection. Those that come before the
+    description they belong to is applied are kept (at most
+    :data:`MAX_EARLY_CANDIDATES`) and added by :meth:`flush` once it is."""
+
+    def __init__(self) -> None:
+        self._early: list[RTCIceCandidate] = []
+
+    async def add(self, pc: RTCPeerConnection | None, candidate: RTCIceCandidate) -> None:
+        if pc is None or pc.remoteDescription is None:
+            if len(self._early) < MAX_EARLY_CANDIDATES:
+                self._early.append(candidate)
+            return
+        await add_remote_candidate(pc, candidate)
+
+    async def flush(self, pc: RTCPeerConnection) -> None:
+        """Add the kept candidates, right after the remote description was set."""
+        early, self._early = self._early, []
+        for candidate in early:
+            await add_remote_candidate(pc, candidate)
+
+
 async def add_remote_candidate(pc: RTCPeerConnection, candidate: RTCIceCandidate) -> None:
     """Add a trickled remote candidate to ``pc``'s one (bundled) ICE transport.
 

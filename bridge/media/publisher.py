@@ -21,8 +21,7 @@ from .frames import EncodedFrame
 from .keyframes import KeyframeRequester
 from .passthrough import tap_encoded_frames
 from .peer import (
-    MAX_EARLY_CANDIDATES,
-    add_remote_candidate,
+    TrickledCandidates,
     close_peer_connection,
     new_peer_connection,
     on_connection_lost,
@@ -152,7 +151,7 @@ class Publisher:
         self._lock = asyncio.Lock()
         self._tapped: set[str] = set()
         self._tracks: dict[str, PublishedTrack] = {}
-        self._early_candidates: list[RTCIceCandidate] = []
+        self._trickled = TrickledCandidates()
         self._closed = False
         # The meeting's logger: one logger per participant would never be freed.
         self._log = log
@@ -184,9 +183,7 @@ class Publisher:
             except Exception as error:
                 raise MediaError(f"The offer was refused: {error}") from error
             self._tap_new_receivers(pc)
-            for early in self._early_candidates:
-                await add_remote_candidate(pc, early)
-            self._early_candidates.clear()
+            await self._trickled.flush(pc)
             try:
                 await set_local_description(
                     pc,
@@ -210,13 +207,8 @@ class Publisher:
     async def add_candidate(self, candidate: RTCIceCandidate) -> None:
         """A candidate the client trickled; kept until the offer it belongs to is in."""
         async with self._lock:
-            if self._closed:
-                return
-            if self._pc is None or self._pc.remoteDescription is None:
-                if len(self._early_candidates) < MAX_EARLY_CANDIDATES:
-                    self._early_candidates.append(candidate)
-                return
-            await add_remote_candidate(self._pc, candidate)
+            if not self._closed:
+                await self._trickled.add(self._pc, candidate)
 
     async def close(self) -> None:
         """Unpublish every track and close the connection."""

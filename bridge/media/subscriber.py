@@ -21,8 +21,7 @@ from .clock import Clock, Timer
 from .errors import MediaError
 from .passthrough import ForwardedTrack
 from .peer import (
-    MAX_EARLY_CANDIDATES,
-    add_remote_candidate,
+    TrickledCandidates,
     close_peer_connection,
     new_peer_connection,
     on_connection_lost,
@@ -88,7 +87,7 @@ class Subscriber:
         self._offer_pending = False
         self._offered_sections = 0
         self._answer_timer: Timer | None = None
-        self._early_candidates: list[RTCIceCandidate] = []
+        self._trickled = TrickledCandidates()
         #: Tracks the participant asked not to receive for now, by track id.
         self._paused: set[str] = set()
         self._closed = False
@@ -140,9 +139,7 @@ class Subscriber:
         if self._answer_timer is not None:
             self._answer_timer.cancel()
             self._answer_timer = None
-        early, self._early_candidates = self._early_candidates, []
-        for candidate in early:
-            await add_remote_candidate(self._pc, candidate)
+        await self._trickled.flush(self._pc)
         for slot in self._slots:
             if slot.subscription is not None and slot.subscription is slot.offered:
                 assert slot.published is not None
@@ -166,13 +163,8 @@ class Subscriber:
 
     async def add_candidate(self, candidate: RTCIceCandidate) -> None:
         """A candidate the client trickled for this connection; kept until its answer."""
-        if self._closed:
-            return
-        if self._pc is None or self._pc.remoteDescription is None:
-            if len(self._early_candidates) < MAX_EARLY_CANDIDATES:
-                self._early_candidates.append(candidate)
-            return
-        await add_remote_candidate(self._pc, candidate)
+        if not self._closed:
+            await self._trickled.add(self._pc, candidate)
 
     async def close(self) -> None:
         """Close every subscription and the connection."""
