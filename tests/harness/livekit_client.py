@@ -231,15 +231,7 @@ class LiveKitClient:
                 offer=rtc.SessionDescription(type="offer", sdp=sdp, id=self._offer_id)
             )
         )
-        for candidate in candidates:
-            init = {"candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0}
-            await self.send(
-                rtc.SignalRequest(
-                    trickle=rtc.TrickleRequest(
-                        candidateInit=json.dumps(init), target=rtc.SignalTarget.PUBLISHER
-                    )
-                )
-            )
+        await self._trickle(candidates, rtc.SignalTarget.PUBLISHER)
         async with asyncio.timeout(15):
             answer = await future
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -262,15 +254,14 @@ class LiveKitClient:
         await self.send(
             rtc.SignalRequest(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id))
         )
+        await self._trickle(candidates, rtc.SignalTarget.SUBSCRIBER)
+
+    async def _trickle(self, candidates: list[str], target: int) -> None:
+        """Send candidates one by one, as a browser's onicecandidate does."""
         for candidate in candidates:
             init = {"candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0}
-            await self.send(
-                rtc.SignalRequest(
-                    trickle=rtc.TrickleRequest(
-                        candidateInit=json.dumps(init), target=rtc.SignalTarget.SUBSCRIBER
-                    )
-                )
-            )
+            trickle = rtc.TrickleRequest(candidateInit=json.dumps(init), target=target)  # type: ignore[arg-type]
+            await self.send(rtc.SignalRequest(trickle=trickle))
 
     def _recorder(self, mid: str) -> Callable[[EncodedFrame], None]:
         def record(frame: EncodedFrame) -> None:

@@ -46,6 +46,24 @@ async def livekit_token(stack: Stack, user: MatrixUser, room_id: str, device: st
         return result
 
 
+async def room_with(stack: Stack, *names: str) -> tuple[str, list[MatrixUser]]:
+    """A room made by the first user, with the bot and the others joined."""
+    users = [await stack.user(name) for name in names]
+    owner = users[0]
+    room_id = await stack.room_with_bot(owner)
+    for user in users[1:]:
+        await owner.invite(room_id, user.user_id)
+        await user.join(room_id)
+    return room_id, users
+
+
+async def caller(stack: Stack, user: MatrixUser, room_id: str) -> LiveKitClient:
+    """A LiveKit client for ``user`` in the room's call, with a token as Element Call
+    gets one."""
+    token = await livekit_token(stack, user, room_id, "DEV")
+    return LiveKitClient(token["url"], token["jwt"])
+
+
 def sent_and_received(sender: Any, frames: list[Any]) -> bool:
     """At least 10 frames arrived, each exactly as the sender's camera encoded it."""
     sent = set(sender.sent)
@@ -276,15 +294,8 @@ async def test_bad_tokens_are_refused_before_the_socket_opens(stack: Stack) -> N
 async def test_garbage_and_unknown_requests_disturb_nothing(stack: Stack) -> None:
     bridge = stack.bridge
     assert bridge is not None
-    alice = await stack.user("alice")
-    bob = await stack.user("bob")
-    room_id = await stack.room_with_bot(alice)
-    await alice.invite(room_id, bob.user_id)
-    await bob.join(room_id)
-    a_token = await livekit_token(stack, alice, room_id, "A")
-    b_token = await livekit_token(stack, bob, room_id, "B")
-    a = LiveKitClient(a_token["url"], a_token["jwt"])
-    b = LiveKitClient(b_token["url"], b_token["jwt"])
+    room_id, (alice, bob) = await room_with(stack, "alice", "bob")
+    a, b = await caller(stack, alice, room_id), await caller(stack, bob, room_id)
     try:
         await a.connect()
         await b.connect()
@@ -369,15 +380,8 @@ async def test_a_client_that_never_answers_is_let_go(stack: Stack) -> None:
     bridge = stack.bridge
     assert bridge is not None
     bridge.sfu.settings = dataclasses.replace(bridge.sfu.settings, answer_timeout=2.0)
-    alice = await stack.user("alice")
-    bob = await stack.user("bob")
-    room_id = await stack.room_with_bot(alice)
-    await alice.invite(room_id, bob.user_id)
-    await bob.join(room_id)
-    a_token = await livekit_token(stack, alice, room_id, "A")
-    b_token = await livekit_token(stack, bob, room_id, "B")
-    a = LiveKitClient(a_token["url"], a_token["jwt"])
-    mute = LiveKitClient(b_token["url"], b_token["jwt"])
+    room_id, (alice, bob) = await room_with(stack, "alice", "bob")
+    a, mute = await caller(stack, alice, room_id), await caller(stack, bob, room_id)
     mute.answers_offers = False
     try:
         await a.connect()
@@ -458,17 +462,8 @@ async def test_encrypted_callers_are_declared_to_every_door(stack: Stack) -> Non
     learns it cannot play them."""
     bridge = stack.bridge
     assert bridge is not None
-    alice = await stack.user("alice")
-    bob = await stack.user("bob")
-    carol = await stack.user("carol")
-    room_id = await stack.room_with_bot(alice)
-    for user in (bob, carol):
-        await alice.invite(room_id, user.user_id)
-        await user.join(room_id)
-    a_token = await livekit_token(stack, alice, room_id, "A")
-    b_token = await livekit_token(stack, bob, room_id, "B")
-    a = LiveKitClient(a_token["url"], a_token["jwt"])
-    b = LiveKitClient(b_token["url"], b_token["jwt"])
+    room_id, (alice, bob, carol) = await room_with(stack, "alice", "bob", "carol")
+    a, b = await caller(stack, alice, room_id), await caller(stack, bob, room_id)
     web = None
     try:
         await a.connect()
@@ -512,11 +507,7 @@ async def test_a_full_reconnect_replaces_the_old_connection(stack: Stack) -> Non
     it was replaced."""
     bridge = stack.bridge
     assert bridge is not None
-    alice = await stack.user("alice")
-    bob = await stack.user("bob")
-    room_id = await stack.room_with_bot(alice)
-    await alice.invite(room_id, bob.user_id)
-    await bob.join(room_id)
+    room_id, (alice, bob) = await room_with(stack, "alice", "bob")
     a_token = await livekit_token(stack, alice, room_id, "A")
     b_token = await livekit_token(stack, bob, room_id, "B")
     first = LiveKitClient(a_token["url"], a_token["jwt"])
