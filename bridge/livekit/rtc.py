@@ -235,11 +235,7 @@ class LiveKitDoor:
 def _refusal_response(error: Refusal) -> web.Response:
     """LiveKit's answers: 401 for a token, 403 for a user who may not join, plain text
     (livekit-client shows it), CORS so that the page can read it."""
-    status = {"unauthorized": 401, "server_not_allowed": 403, "meeting_ended": 403}.get(
-        error.code, 500 if error.code == "internal" else 403
-    )
-    if isinstance(error, TokenError):
-        status = 401
+    status = {"unauthorized": 401, "internal": 500}.get(error.code, 403)
     return web.Response(status=status, text=str(error), headers=_CORS)
 
 
