@@ -1,6 +1,7 @@
 """The SFU: one :class:`Router` per meeting, forwarding encoded media between peers.
 
-See :mod:`bridge.media.router` for the API and the SDP conventions clients follow.
+See :mod:`bridge.media.router` for the API and the SDP conventions clients follow, and
+:mod:`bridge.media.trunk` for the trunk between two bridges.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .events import (
 from .router import ParticipantMedia, Router, RouterStats
 from .settings import MediaSettings
 from .sfu import SFU
+from .trunk import RemoteParticipant, Trunk
 
 __all__ = [
     "SFU",
@@ -25,8 +27,10 @@ __all__ = [
     "MediaSettings",
     "ParticipantMedia",
     "ParticipantMediaClosed",
+    "RemoteParticipant",
     "Router",
     "RouterStats",
     "TrackPublished",
     "TrackUnpublished",
+    "Trunk",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
 from typing import Any, Protocol
@@ -33,6 +34,8 @@ from .settings import MediaSettings
 from .subscription import Subscription
 
 SOURCE_KINDS: dict[str, str] = {"camera": "video", "microphone": "audio", "screen": "video"}
+# Participant ids become msid stream ids: RFC 8830 allows 1 to 64 token characters.
+PARTICIPANT_ID = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,64}")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 

@@ -22,7 +22,14 @@ codec, which they must support.
 
 Clients put all their ICE candidates in the SDP (no trickle ICE), bundle every section
 (``a=group:BUNDLE``), multiplex RTCP and label every sending section of a publish offer.
-Not supported: simulcast (``a=rid`` is dropped, one layer is sent), data channels.
+Not supported: simulcast (``a=rid`` is dropped, one layer is sent), data channels (a
+publish offer may open some, which are ignored).
+
+A *trunk* (:mod:`bridge.media.trunk`) joins the meeting to its twin on another agency's
+bridge over one connection: every track published here, except those that came over that
+trunk, crosses it once, and the people behind it are participants of the router without
+a connection of their own (``trunk.add_remote``): their tracks reach everyone here and
+the other trunks.
 
 The active speaker comes from the RFC 6464 audio level header extension that browsers put
 on every microphone packet (see :mod:`bridge.media.speaker`); no audio is decoded.
@@ -34,6 +41,7 @@ Public API::
     answer_sdp = await media.publish(offer_sdp, sources={"0": "microphone", "1": "camera"})
     await media.accept_answer(answer_sdp)
     await media.close()
+    trunk = router.add_trunk(trunk_id, listener, TrunkLimits())  # see bridge.media.trunk
     router.stats()
     await router.close()
 
@@ -41,18 +49,19 @@ Public API::
 ``TrackUnpublished``, ``ActiveSpeaker``, ``ParticipantMediaClosed``). Everything a
 participant held is released when they close, when either connection fails or is closed
 by the peer, when they do not answer an offer in time, and when the router closes;
-:meth:`Router.stats` shows what is still held.
+a trunk's when it closes, fails or the router closes. :meth:`Router.stats` shows what is
+still held.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..meeting.media import TrunkLimits, TrunkListener
 from .clock import Clock, LoopClock
 from .counters import MediaCounters
 from .errors import MediaError
@@ -64,14 +73,12 @@ from .events import (
     TrackPublished,
     TrackUnpublished,
 )
-from .publisher import PublishedTrack, Publisher
+from .publisher import PARTICIPANT_ID, PublishedTrack, Publisher
 from .sdp_rules import trickled_candidate
 from .settings import MediaSettings
 from .speaker import ActiveSpeakerDetector
 from .subscriber import SendOffer, Subscriber
-
-# Participant ids become msid stream ids: RFC 8830 allows 1 to 64 token characters.
-_PARTICIPANT_ID = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,64}")
+from .trunk import MAX_SLOTS_PER_KIND, RemoteParticipant, Trunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,11 @@ class RouterStats:
     frames_dropped: int
     #: PLIs sent to publishers of live tracks.
     keyframe_requests: int
+    #: Trunks to other bridges (their connections count in ``peer_connections``, the
+    #: subscriptions of the tracks they carry out in ``subscriptions``).
+    trunks: int = 0
+    #: Tracks published here that a trunk does not carry (no free slot, or its codec).
+    untrunked_tracks: int = 0
 
 
 class ParticipantMedia:
@@ -126,6 +138,16 @@ class ParticipantMedia:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def tracks(self) -> tuple[PublishedTrack, ...]:
+        """The tracks this participant publishes now."""
+        return self.publisher.tracks
+
+    @property
+    def connections(self) -> int:
+        """The peer connections this participant holds (0 to 2)."""
+        return self.publisher.has_connection + self.subscriber.has_connection
 
     async def publish(
         self, offer_sdp: str, sources: Mapping[str, str], data_channels: bool = False
@@ -203,10 +225,44 @@ class _PublisherEvents:
         self._media._router._track_unpublished(track)
 
     def audio_level(self, participant_id: str, level: int) -> None:
-        self._media._router._speakers.add_level(participant_id, level)
+        self._media._router._audio_level(participant_id, level)
 
     def connection_lost(self, reason: str) -> None:
         self._media._lost(reason)
+
+
+class _TrunkEvents:
+    """What a trunk tells the router (see :class:`bridge.media.trunk.TrunkHost`)."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def join_remote(self, remote: RemoteParticipant) -> None:
+        self._router._join(remote)
+
+    def forget_remote(self, remote: RemoteParticipant) -> None:
+        self._router._forget(remote)
+
+    def remote_left(self, remote: RemoteParticipant, reason: str) -> None:
+        self._router._left(remote)
+        self._router._emit(ParticipantMediaClosed(remote.participant_id, reason))
+
+    def track_published(self, track: PublishedTrack) -> None:
+        self._router._track_published(track)
+
+    def track_unpublished(self, track: PublishedTrack) -> None:
+        self._router._track_unpublished(track)
+
+    def audio_level(self, participant_id: str, level: int, packets: int) -> None:
+        self._router._audio_level(participant_id, level, packets)
+
+    def trunk_closed(self, trunk: Trunk) -> None:
+        if self._router._trunks.get(trunk.trunk_id) is trunk:
+            del self._router._trunks[trunk.trunk_id]
+
+
+#: Who takes part in a meeting: people with their own connections, or behind a trunk.
+Member = ParticipantMedia | RemoteParticipant
 
 
 class Router:
@@ -227,9 +283,11 @@ class Router:
         self.settings = settings
         self._on_event = on_event
         self._clock = clock or LoopClock()
-        self._participants: dict[str, ParticipantMedia] = {}
+        self._participants: dict[str, Member] = {}
         # Participants whose close() is still releasing their connections.
-        self._leaving: set[ParticipantMedia] = set()
+        self._leaving: set[Member] = set()
+        # Trunks, until their close() is done.
+        self._trunks: dict[str, Trunk] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._announced: set[PublishedTrack] = set()
         self._closed = False
@@ -247,37 +305,71 @@ class Router:
         ``participant_id`` must be 1 to 64 characters, none of them spaces or
         ``"(),/:;<=>?@[\\]``: it is the msid stream id of the participant's tracks.
         """
-        if self._closed:
-            raise MediaError("This meeting's media is closed.")
-        if not isinstance(participant_id, str) or not _PARTICIPANT_ID.fullmatch(participant_id):
-            raise MediaError(
-                "A participant id must be 1 to 64 letters, digits or !#$%&'*+-.^_`{|}~."
-            )
-        if participant_id in self._participants:
-            raise MediaError(f"Participant {participant_id} already has media here.")
+        self._check_id(participant_id)
         media = ParticipantMedia(self, participant_id, send_offer, self._clock)
-        self._participants[participant_id] = media
+        self._join(media)
         for other in self._participants.values():
             if other is not media:
-                for track in other.publisher.tracks:
+                for track in other.tracks:
                     media.subscriber.add(track)
-        self._log.info("%s joins", participant_id)
         return media
 
-    def participant(self, participant_id: str) -> ParticipantMedia | None:
+    def add_trunk(self, trunk_id: str, listener: TrunkListener, limits: TrunkLimits) -> Trunk:
+        """A trunk to another bridge (see :mod:`bridge.media.trunk`); it carries every
+        track published so far, and from now on, except those published behind it.
+
+        ``limits`` sets its slots: 0 to :data:`~bridge.media.trunk.MAX_SLOTS_PER_KIND`
+        of each kind, one at least.
+        """
+        if self._closed:
+            raise MediaError("This meeting's media is closed.")
+        if not isinstance(trunk_id, str) or not 0 < len(trunk_id) <= 255:
+            raise MediaError("A trunk id must be 1 to 255 characters.")
+        if trunk_id in self._trunks:
+            raise MediaError(f"Trunk {trunk_id} is open already.")
+        counts = (limits.audio, limits.video)
+        if not all(type(n) is int and 0 <= n <= MAX_SLOTS_PER_KIND for n in counts) or not any(
+            counts
+        ):
+            raise MediaError(
+                f"A trunk has 0 to {MAX_SLOTS_PER_KIND} audio and video slots, one at least."
+            )
+        trunk = Trunk(
+            trunk_id,
+            listener,
+            limits,
+            self.settings,
+            self._clock,
+            self._spawn,
+            _TrunkEvents(self),
+            self._log,
+            self.counters,
+        )
+        self._trunks[trunk_id] = trunk
+        for media in self._participants.values():
+            for track in media.tracks:
+                trunk.add_track(track)
+        self._log.info("trunk %s opens", trunk_id)
+        return trunk
+
+    def participant(self, participant_id: str) -> Member | None:
         """The media of a participant still in the meeting, if any."""
         return self._participants.get(participant_id)
+
+    def trunk(self, trunk_id: str) -> Trunk | None:
+        """A trunk still open (or closing), if any."""
+        return self._trunks.get(trunk_id)
 
     def stats(self) -> RouterStats:
         """Counts of what the router holds, for tests, metrics and benchmarks."""
         media = [*self._participants.values(), *self._leaving]
-        tracks = [t for m in media for t in m.publisher.tracks]
+        trunks = list(self._trunks.values())
+        tracks = [t for m in media for t in m.tracks]
         subscriptions = [s for t in tracks for s in t.subscriptions]
         return RouterStats(
             participants=len(self._participants),
-            peer_connections=sum(
-                m.publisher.has_connection + m.subscriber.has_connection for m in media
-            ),
+            peer_connections=sum(m.connections for m in media)
+            + sum(int(t.has_connection) for t in trunks),
             published_tracks=len(tracks),
             subscriptions=len(subscriptions),
             tasks=sum(not t.done() for t in self._tasks),
@@ -285,11 +377,16 @@ class Router:
             frames_forwarded=sum(s.delivered for s in subscriptions),
             frames_dropped=sum(s.dropped for s in subscriptions),
             keyframe_requests=sum(t.keyframes.sent for t in tracks),
+            trunks=len(trunks),
+            untrunked_tracks=sum(t.untrunked for t in trunks),
         )
 
     async def close(self) -> None:
-        """Release every participant's media and stop the router's tasks."""
+        """Close every trunk, release every participant's media and stop the router's
+        tasks."""
         self._closed = True
+        for trunk in list(self._trunks.values()):
+            await trunk.close("router closed")
         for media in [*self._participants.values(), *self._leaving]:
             # A participant already leaving is awaited, not cut short by a cancel.
             await media.close("router closed")
@@ -298,14 +395,30 @@ class Router:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _forget(self, media: ParticipantMedia) -> None:
+    def _check_id(self, participant_id: str) -> None:
+        if self._closed:
+            raise MediaError("This meeting's media is closed.")
+        if not isinstance(participant_id, str) or not PARTICIPANT_ID.fullmatch(participant_id):
+            raise MediaError(
+                "A participant id must be 1 to 64 letters, digits or !#$%&'*+-.^_`{|}~."
+            )
+        if participant_id in self._participants:
+            raise MediaError(f"Participant {participant_id} already has media here.")
+
+    def _join(self, media: Member) -> None:
+        self._check_id(media.participant_id)
+        self._participants[media.participant_id] = media
+        behind = " behind a trunk" if isinstance(media, RemoteParticipant) else ""
+        self._log.info("%s joins%s", media.participant_id, behind)
+
+    def _forget(self, media: Member) -> None:
         if self._participants.get(media.participant_id) is media:
             del self._participants[media.participant_id]
             self._leaving.add(media)
             self._speakers.remove(media.participant_id)
             self._log.info("%s leaves", media.participant_id)
 
-    def _left(self, media: ParticipantMedia) -> None:
+    def _left(self, media: Member) -> None:
         self._leaving.discard(media)
 
     def _track_published(self, track: PublishedTrack) -> None:
@@ -313,8 +426,13 @@ class Router:
             return  # published while leaving: never announced, never forwarded
         self._announced.add(track)
         for media in self._participants.values():
-            if media.participant_id != track.participant_id:
+            if (
+                isinstance(media, ParticipantMedia)
+                and media.participant_id != track.participant_id
+            ):
                 media.subscriber.add(track)
+        for trunk in self._trunks.values():
+            trunk.add_track(track)  # not if it came over that trunk
         self._emit(
             TrackPublished(
                 track.participant_id,
@@ -327,7 +445,10 @@ class Router:
 
     def _track_unpublished(self, track: PublishedTrack) -> None:
         for media in self._participants.values():
-            media.subscriber.remove(track)
+            if isinstance(media, ParticipantMedia):
+                media.subscriber.remove(track)
+        for trunk in self._trunks.values():
+            trunk.remove_track(track)
         if track.source == "microphone":
             self._speakers.remove(track.participant_id)
         if track not in self._announced:
@@ -336,6 +457,11 @@ class Router:
         self._emit(
             TrackUnpublished(track.participant_id, track.track_id, track.kind, track.source)
         )
+
+    def _audio_level(self, participant_id: str, level: int, packets: int = 1) -> None:
+        self._speakers.add_level(participant_id, level, packets)
+        for trunk in self._trunks.values():
+            trunk.audio_level(participant_id, level)
 
     def _emit(self, event: MediaEvent) -> None:
         try:

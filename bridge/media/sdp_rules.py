@@ -28,11 +28,18 @@ private addresses, connects at all. A section left without candidates loses
 ``a=end-of-candidates``, or aioice would give up at once instead of waiting for those
 checks; until they come, the server does not declare that connection failed by itself
 (it closes when the participant leaves).
+
+A trunk (the one connection between two bridges for a meeting, see
+:mod:`bridge.media.trunk`) is checked by :func:`check_trunk_offer` and
+:func:`check_trunk_answer`: every section bundled and ``sendrecv``, no more sections of a
+kind than the trunk's limits, one codec per section as above, and exactly one data
+channel section.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiortc import RTCIceCandidate, RTCRtpSender, sdp
@@ -122,17 +129,7 @@ def check_publish_offer(
             _borrow_transport(media, description)
             media.direction = "inactive"
         _check_transport(media, settings)
-        codecs = _choose_codecs(media, settings)
-        if not codecs:
-            offered = ", ".join(sorted({c.name for c in media.rtp.codecs})) or "none"
-            raise MediaError(
-                f"The {media.kind} section {media.rtp.muxId!r} offers no supported codec "
-                f"(offered: {offered}; supported: Opus audio, "
-                f"{' or '.join(settings.video_codecs)} video)."
-            )
-        media.rtp.codecs = codecs
-        media.fmt = [c.payloadType for c in codecs]
-        sections.append(_section(media, codecs[0]))
+        sections.append(_section(media, _narrow_codecs(media, settings)))
     return CheckedSdp(_serialize(description), tuple(sections))
 
 
@@ -157,6 +154,79 @@ def check_answer(text: object, settings: MediaSettings, offered_sections: int) -
             raise MediaError(f"The answer's section {media.rtp.muxId!r} has no codec.")
         sections.append(_section(media, media.rtp.codecs[0]))
     return CheckedSdp(_serialize(description), tuple(sections))
+
+
+def check_trunk_offer(
+    text: object, settings: MediaSettings, max_audio: int, max_video: int
+) -> CheckedSdp:
+    """Check another bridge's trunk offer and keep one codec per section.
+
+    At most ``max_audio`` audio and ``max_video`` video sections, each ``sendrecv``, and
+    one data channel section (left out of the returned sections, which are media only).
+    """
+    limit = settings.max_sdp_bytes + _ANSWER_BYTES_PER_SECTION * (max_audio + max_video)
+    description = _parse(text, limit, "offer")
+    kinds = [m.kind for m in description.media]
+    audio, video = kinds.count("audio"), kinds.count("video")
+    if audio > max_audio or video > max_video:
+        raise MediaError(
+            f"The trunk offer has {audio} audio and {video} video sections; at most "
+            f"{max_audio} and {max_video} are allowed."
+        )
+    _check_one_data_channel_section(description, "offer")
+    sections = []
+    for media in description.media:
+        if media.kind == "application":
+            _check_data_channels(media, settings)
+            continue
+        _check_trunk_section(media, settings, "offer")
+        sections.append(_section(media, _narrow_codecs(media, settings)))
+    return CheckedSdp(_serialize(description), tuple(sections))
+
+
+def check_trunk_answer(
+    text: object, settings: MediaSettings, offered: Sequence[tuple[str, str]]
+) -> CheckedSdp:
+    """Check the answer to our trunk offer, whose sections were ``offered`` (mid, kind),
+    in order and data channel section included. The returned sections are media only,
+    each with the codec the answer chose."""
+    limit = settings.max_sdp_bytes + _ANSWER_BYTES_PER_SECTION * len(offered)
+    description = _parse(text, limit, "answer")
+    if [(str(m.rtp.muxId), m.kind) for m in description.media] != list(offered):
+        raise MediaError("The trunk answer's sections are not those of the offer.")
+    _check_one_data_channel_section(description, "answer")
+    sections = []
+    for media in description.media:
+        if media.kind == "application":
+            _check_data_channels(media, settings)
+        else:
+            _check_trunk_section(media, settings, "answer")
+        assert media.dtls is not None
+        if media.dtls.role not in ("client", "server"):
+            raise MediaError("The answer must set a=setup to active or passive.")
+        if media.kind != "application":
+            codecs = _choose_codecs(media, settings)
+            if not codecs:
+                raise MediaError(f"The answer's section {media.rtp.muxId!r} has no usable codec.")
+            sections.append(_section(media, codecs[0]))
+    return CheckedSdp(_serialize(description), tuple(sections))
+
+
+def trunk_codec_preferences(kind: str, settings: MediaSettings) -> list[RTCRtpCodecCapability]:
+    """What a trunk offer's section offers: Opus for audio, the first of
+    :attr:`MediaSettings.video_codecs` (with RTX) for video."""
+    name = f"{kind}/{'opus' if kind == 'audio' else settings.video_codecs[0]}".lower()
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    # H.264 in aiortc's order (baseline first, as Chromium offers it and publishers thus
+    # send it); the answer keeps one.
+    chosen = [c for c in capabilities if c.mimeType.lower() == name]
+    return chosen + [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+
+
+def same_codec(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> bool:
+    """Whether frames of codec ``a`` can be sent as codec ``b`` (same codec, and for
+    H.264 the same profile and packetization mode)."""
+    return is_codec_compatible(a, b)
 
 
 def codec_preferences(codec: RTCRtpCodecParameters) -> list[RTCRtpCodecCapability]:
@@ -197,6 +267,35 @@ def _parse(text: object, limit: int, what: str) -> sdp.SessionDescription:
     if not active or not active <= bundled or not bundled <= set(mids):
         raise MediaError(f"The {what} must bundle all media sections (a=group:BUNDLE).")
     return description
+
+
+def _check_one_data_channel_section(description: sdp.SessionDescription, what: str) -> None:
+    applications = [m for m in description.media if m.kind == "application"]
+    if len(applications) != 1 or applications[0].port == 0:
+        raise MediaError(f"A trunk {what} must open data channels, in one section.")
+
+
+def _check_trunk_section(media: sdp.MediaDescription, settings: MediaSettings, what: str) -> None:
+    if media.port == 0:
+        raise MediaError(f"A trunk {what} may not stop a section.")
+    _check_transport(media, settings)
+    if media.direction != "sendrecv":
+        raise MediaError(f"Every section of a trunk {what} must be sendrecv.")
+
+
+def _narrow_codecs(media: sdp.MediaDescription, settings: MediaSettings) -> RTCRtpCodecParameters:
+    """Keep only the section's first supported codec (and its RTX); returns that codec."""
+    codecs = _choose_codecs(media, settings)
+    if not codecs:
+        offered = ", ".join(sorted({c.name for c in media.rtp.codecs})) or "none"
+        raise MediaError(
+            f"The {media.kind} section {media.rtp.muxId!r} offers no supported codec "
+            f"(offered: {offered}; supported: Opus audio, "
+            f"{' or '.join(settings.video_codecs)} video)."
+        )
+    media.rtp.codecs = codecs
+    media.fmt = [c.payloadType for c in codecs]
+    return codecs[0]
 
 
 def _borrow_transport(media: sdp.MediaDescription, description: sdp.SessionDescription) -> None:

@@ -54,15 +54,19 @@ class ActiveSpeakerDetector:
         self._evaluated = float("-inf")
         self.active: str | None = None
 
-    def add_level(self, participant_id: str, level: int) -> None:
-        """Record one audio packet's RFC 6464 level (0..127) for ``participant_id``."""
+    def add_level(self, participant_id: str, level: int, packets: int = 1) -> None:
+        """Record one audio packet's RFC 6464 level (0..127) for ``participant_id``, or
+        one level that stands for ``packets`` packets (a trunk sends one per 100 ms)."""
         now = self._clock.now()
         loudness = 127 - min(max(level, 0), 127)
         voice = self._voices.get(participant_id)
         if voice is None or now - voice.updated > _STALE_AFTER:
             self._voices[participant_id] = _Voice(float(loudness), now)
         else:
-            voice.loudness += _SMOOTHING * (loudness - voice.loudness)
+            # As many smoothing steps as packets, so a level's weight does not depend
+            # on how often levels come.
+            weight = 1 - (1 - _SMOOTHING) ** max(packets, 1)
+            voice.loudness += weight * (loudness - voice.loudness)
             voice.updated = now
         if now - self._evaluated >= _EVALUATE_EVERY:
             self._evaluated = now

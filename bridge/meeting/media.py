@@ -115,8 +115,81 @@ class ParticipantMedia(Protocol):
         ...
 
 
+class TrunkListener(Protocol):
+    """What a trunk tells the door that owns it (the federation door)."""
+
+    def trunk_open(self) -> None:
+        """The connection and its state channel are up; :meth:`TrunkMedia.send_state`
+        works from now on."""
+        ...
+
+    def trunk_state(self, message: str) -> None:
+        """A message the other bridge sent on the state channel (unchecked text)."""
+        ...
+
+    def trunk_closed(self, reason: str) -> None:
+        """The trunk is gone: ``"left"`` (closed here), ``"connection lost"``, ``"never
+        connected"`` or ``"router closed"``. Its remote participants' tracks are
+        unpublished; the door takes the participants out of the meeting."""
+        ...
+
+
+#: The largest message a trunk's state channel carries, in bytes of UTF-8.
+MAX_TRUNK_STATE_BYTES = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkLimits:
+    """How many tracks one trunk carries each way, per kind (the sections of its one
+    offer: a trunk is negotiated once and never renegotiated)."""
+
+    audio: int = 16
+    video: int = 16
+
+
+class TrunkMedia(Protocol):
+    """The one WebRTC connection between this bridge and another agency's bridge for one
+    meeting. It carries every track published on this side to the other (each track
+    crosses once, whoever receives it there), the other side's tracks in, as tracks of
+    the remote participants registered with :meth:`add_remote`, and a state channel
+    (a data channel) for the door's meeting state messages."""
+
+    async def offer(self) -> str:
+        """The satellite's side: the offer to send to the host bridge."""
+        ...
+
+    async def answer(self, offer_sdp: str) -> str:
+        """The host's side: answer the satellite's offer (raises :class:`MediaError`
+        when it is not a trunk offer within the limits)."""
+        ...
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        """The satellite's side: apply the host's answer."""
+        ...
+
+    def add_remote(self, participant_id: str) -> ParticipantMedia:
+        """Media for a participant behind this trunk: their tracks arrive over it (as
+        the other bridge maps them), and they receive through it, so they have no
+        connection of their own. Raises :class:`MediaError` for a taken or bad id."""
+        ...
+
+    def send_state(self, message: str) -> None:
+        """Send a message on the state channel (raises :class:`MediaError` when it is
+        not open or the message is over the size limit)."""
+        ...
+
+    async def close(self, reason: str = "left") -> None:
+        """Close the connection; remote participants' tracks are unpublished. Safe to
+        call more than once."""
+        ...
+
+
 class MediaRouter(Protocol):
     """The media of one live meeting."""
+
+    def add_trunk(self, trunk_id: str, listener: TrunkListener, limits: TrunkLimits) -> TrunkMedia:
+        """A trunk to another bridge; it receives every track not published behind it."""
+        ...
 
     def add_participant(self, participant_id: str, send_offer: SendOffer) -> ParticipantMedia:
         """Add a participant; they receive every track published so far."""
