@@ -311,6 +311,19 @@ class Config(BaseFileConfig):
                 raise ConfigError("federation.server_urls", f"{url!r} is not an http(s) URL")
         if not isinstance(self["federation.allow_private_addresses"], bool):
             raise ConfigError("federation.allow_private_addresses", "must be true or false")
+        peers = self["federation.peer_bridges"]
+        if not isinstance(peers, list):
+            raise ConfigError("federation.peer_bridges", "must be a list of Matrix user ids")
+        for peer in peers:
+            server = server_of(peer) if isinstance(peer, str) else None
+            if server is None or not peer.startswith("@") or not is_valid_server_name(server):
+                raise ConfigError("federation.peer_bridges", f"{peer!r} is not a Matrix user id")
+            if peer == self.bot_mxid:
+                raise ConfigError("federation.peer_bridges", "must not name this bridge's bot")
+        for key, top in (("max_trunks", 1000), ("trunk_tracks", 64)):
+            value = self[f"federation.{key}"]
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                raise ConfigError(f"federation.{key}", f"must be a whole number from 1 to {top}")
         ca_file = self["federation.ca_file"]
         if not isinstance(ca_file, str):
             raise ConfigError("federation.ca_file", "must be a file path or empty")

@@ -26,6 +26,7 @@ from .auth import LinkSigner, OpenIDVerifier, PersonalLinks, SignIn
 from .clock import Clock, SystemClock
 from .config import Config
 from .db import Storage, upgrade_table
+from .federation import TrunkPolicy, Trunks
 from .livekit.delayed import DelayedLeaves
 from .livekit.rtc import LiveKitDoor
 from .livekit.service import TokenService
@@ -34,11 +35,13 @@ from .matrix.appservice import BridgeAppService
 from .matrix.calls import CallMeetings
 from .matrix.commands import CommandContext
 from .matrix.dispatch import RoomQueues
+from .matrix.federation import MatrixFederation
 from .matrix.handler import MatrixHandler
 from .matrix.meeting_room import MeetingRoom
 from .matrix.rooms import MatrixRooms
 from .media import SFU, MediaSettings
 from .meeting.attendee import RESTARTING
+from .meeting.media import TrunkLimits
 from .meeting.meetings import Meetings
 from .metrics import BridgeCollector, MetricsEndpoint, meeting_counts
 from .web.avatars import AvatarProxy
@@ -142,6 +145,30 @@ class Bridge:
         self.signin = SignIn(
             self.personal_links, self.openid, self.rooms, config.permission_level, self.clock
         )
+        self.federation = MatrixFederation(
+            self.az,
+            self.meetings,
+            self.rooms,
+            self.meeting_room,
+            frozenset(config["federation.peer_bridges"]),
+            self.storage.peer_doors,
+            config["web.public_url"],
+        )
+        self.trunks = Trunks(
+            self.meetings,
+            self.federation,
+            TrunkPolicy(
+                own_bot=config.bot_mxid,
+                peer_bridges=frozenset(config["federation.peer_bridges"]),
+                max_trunks=config["federation.max_trunks"],
+                limits=TrunkLimits(
+                    audio=config["federation.trunk_tracks"],
+                    video=config["federation.trunk_tracks"],
+                ),
+            ),
+            self.federation,
+        )
+        self.meetings.listeners.append(self.trunks.meeting_changed)
         self.matrix = MatrixHandler(
             config,
             self.az,
@@ -159,7 +186,10 @@ class Bridge:
                 clock=self.clock,
                 prefix=config["bridge.command_prefix"],
                 bot_mxid=config.bot_mxid,
+                end_elsewhere=self.trunks.end_everywhere,
             ),
+            federation=self.federation,
+            trunks=self.trunks,
         )
         self.signaling = SignalingDoor(
             self.meetings,
@@ -191,6 +221,9 @@ class Bridge:
             self._readiness,
             public_url=config["web.public_url"],
             element_origins=tuple(config["web.element_origins"]),
+            peer_door=self.federation.peer_door,
+            room_doors=self.federation.room_doors,
+            own_server=config["homeserver.domain"],
         )
         self.livekit_tokens = AccessTokens(LIVEKIT_API_KEY, config["matrix_rtc.key"])
         self.delayed_leaves = DelayedLeaves(config["homeserver.address"], self._session)
@@ -385,6 +418,7 @@ class Bridge:
         # Meetings and web first: people who leave still update their rooms' state
         # through the room queues, which drain next, while the appservice and database
         # are up.
+        await self.trunks.close()
         await self.meetings.close(RESTARTING)
         await self.livekit.close()
         await self.web.stop()

@@ -18,6 +18,14 @@ FORBIDDEN = {
     "bridge.web": ("aiortc",),
     "bridge.auth": ("aiortc", "bridge.web", "bridge.matrix", "bridge.media"),
     "bridge.livekit": ("aiortc", "bridge.matrix", "bridge.media"),
+    "bridge.federation": (
+        "aiortc",
+        "mautrix",
+        "aiohttp",
+        "bridge.matrix",
+        "bridge.media",
+        "bridge.web",
+    ),
 }
 
 # Imports every module of one package (not just its __init__), then prints what loaded.

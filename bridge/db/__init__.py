@@ -8,6 +8,7 @@ from .attendance import AttendanceTable
 from .direct_room import DirectRoomTable
 from .inbox import InboxEntry, InboxTable
 from .meeting import MeetingTable
+from .peer_door import PeerDoorTable
 from .personal_link import PersonalLinkTable
 from .transaction import TransactionTable
 from .upgrade import upgrade_table
@@ -18,6 +19,7 @@ __all__ = [
     "InboxEntry",
     "InboxTable",
     "MeetingTable",
+    "PeerDoorTable",
     "PersonalLinkTable",
     "Storage",
     "TransactionTable",
@@ -36,3 +38,4 @@ class Storage:
         self.direct_rooms = DirectRoomTable(db)
         self.inbox = InboxTable(db)
         self.personal_links = PersonalLinkTable(db)
+        self.peer_doors = PeerDoorTable(db)

@@ -8,7 +8,7 @@ from mautrix.util.async_db import Database
 
 from ..meeting.meeting import Meeting, MeetingState
 
-_COLUMNS = "id, room_id, title, state, started_by, started_at, ended_at, ended_by, widget_id"
+_COLUMNS = "id, room_id, title, state, started_by, started_at, ended_at, ended_by, widget_id, host"
 
 
 def _from_row(row: Any) -> Meeting:
@@ -22,6 +22,7 @@ def _from_row(row: Any) -> Meeting:
         widget_id=row["widget_id"],
         ended_at=row["ended_at"],
         ended_by=row["ended_by"],
+        host=row["host"],
     )
 
 
@@ -34,7 +35,7 @@ class MeetingTable:
 
     async def insert(self, meeting: Meeting) -> None:
         await self.db.execute(
-            f"INSERT INTO meeting ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            f"INSERT INTO meeting ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             meeting.id,
             meeting.room_id,
             meeting.title,
@@ -44,6 +45,7 @@ class MeetingTable:
             meeting.ended_at,
             meeting.ended_by,
             meeting.widget_id,
+            meeting.host,
         )
 
     async def save(self, meeting: Meeting) -> None:

@@ -23,6 +23,7 @@ from mautrix.types import (
 
 from ..config import Config, server_of
 from ..db import InboxEntry, InboxTable
+from ..federation import TRUNK_ANSWER, TRUNK_OFFER, Trunks
 from ..meeting.attendee import NOT_A_MEMBER
 from ..meeting.meeting import Meeting
 from ..meeting.meetings import Change, MeetingError, Meetings
@@ -32,7 +33,8 @@ from .commands import CommandContext, CommandEvent
 from .commands.handlers import run_command
 from .commands.parser import CommandSyntaxError, parse_command
 from .dispatch import RoomQueues
-from .meeting_room import MeetingRoom, StateUpdates
+from .federation import BRIDGE_ANNOUNCE, MatrixFederation
+from .meeting_room import MEETING_STATE, MeetingRoom, StateUpdates
 from .rooms import MatrixRooms
 
 log = logging.getLogger("visio.matrix")
@@ -52,6 +54,8 @@ class MatrixHandler:
         rooms: MatrixRooms,
         meeting_room: MeetingRoom,
         commands: CommandContext,
+        federation: MatrixFederation | None = None,
+        trunks: Trunks | None = None,
     ) -> None:
         self.config = config
         self.az = az
@@ -62,6 +66,8 @@ class MatrixHandler:
         self.rooms = rooms
         self.meeting_room = meeting_room
         self.commands = commands
+        self.federation = federation
+        self.trunks = trunks
         self.state_updates = StateUpdates(queues, meeting_room)
         #: Events handled since start (for metrics).
         self.events_handled = 0
@@ -109,18 +115,47 @@ class MatrixHandler:
             return
         try:
             await self.state_store.update_state(event)
-            await self.handle_event(event)
+            await self.handle_event(event, entry.event)
         finally:
             self.events_handled += 1
             await self.inbox.done(entry.seq)
 
-    async def handle_event(self, event: Event) -> None:
+    async def handle_event(self, event: Event, raw: dict[str, Any] | None = None) -> None:
+        if raw is not None and raw.get("sender") != self.bot.mxid:
+            if await self._handle_federation(event, raw):
+                return
         if isinstance(event, StateEvent) and event.type == EventType.ROOM_MEMBER:
             await self._handle_member(event)
         elif isinstance(event, MessageEvent) and event.type == EventType.ROOM_MESSAGE:
             await self._handle_message(event)
         elif isinstance(event, StateEvent) and event.type == EventType.ROOM_TOMBSTONE:
             await self._handle_tombstone(event)
+
+    # Other agencies' bridges --------------------------------------------------------
+
+    async def _handle_federation(self, event: Event, raw: dict[str, Any]) -> bool:
+        """Trunk negotiation and peer bridges' meeting state; True when handled."""
+        event_type = raw.get("type")
+        room_id, sender = str(event.room_id), str(raw.get("sender"))
+        content = raw.get("content")
+        unsigned = raw.get("unsigned")
+        age = unsigned.get("age") if isinstance(unsigned, dict) else None
+        age_ms = age if isinstance(age, int) else 0
+        if self.trunks is not None and event_type == TRUNK_OFFER:
+            await self.trunks.offer_received(room_id, sender, content, age_ms)
+            return True
+        if self.trunks is not None and event_type == TRUNK_ANSWER:
+            await self.trunks.answer_received(room_id, sender, content, age_ms)
+            return True
+        if self.federation is None:
+            return False
+        if event_type == str(MEETING_STATE) and raw.get("state_key") == "":
+            await self.federation.meeting_state(room_id, sender, content)
+            return True
+        if event_type == BRIDGE_ANNOUNCE and raw.get("state_key") is None:
+            await self.federation.door_announced(room_id, sender, content)
+            return True
+        return False
 
     # Room upgrades -------------------------------------------------------------------
 
@@ -161,6 +196,8 @@ class MatrixHandler:
         await self._notice(old_room, f"The meeting continues in the new room. Join: {url}")
 
     async def _retract(self, meeting: Meeting, room_id: RoomID, ended: bool = True) -> None:
+        if meeting.hosted_elsewhere:
+            return  # the host bridge shows it in the room
         try:
             await self.meeting_room.retract(meeting, room_id=room_id, ended=ended)
         except MatrixRequestError as e:
@@ -202,6 +239,10 @@ class MatrixHandler:
         await self.state_store.set_members(
             room_id, cast(dict[UserID, Any], members), only_membership=Membership.JOIN
         )
+        if self.federation is not None:
+            await self.federation.catch_up(room_id)
+            if self.federation.peer_bridges:
+                await self.federation.announce(room_id)
         prefix = self.config["bridge.command_prefix"]
         await self._notice(
             room_id,
@@ -218,7 +259,8 @@ class MatrixHandler:
 
     async def _real_members(self, room_id: RoomID) -> list[UserID]:
         members = await self.state_store.get_members(room_id, memberships=(Membership.JOIN,))
-        return [user for user in members if not self.config.is_bridge_user(user)]
+        peers = self.federation.peer_bridges if self.federation is not None else frozenset()
+        return [u for u in members if not self.config.is_bridge_user(u) and u not in peers]
 
     async def _leave_if_alone(self, room_id: RoomID) -> None:
         if not await self.state_store.is_joined(room_id, self.bot.mxid):
@@ -261,6 +303,14 @@ class MatrixHandler:
             return
         if parsed is None:
             return
+        server = server_of(event.sender)
+        if (
+            self.federation is not None
+            and server is not None
+            and server != self.config["homeserver.domain"]
+            and await self.federation.peer_serves(event.room_id, server)
+        ):
+            return  # their own agency's bridge is in the room and answers them
         level = self.config.permission_level(event.sender)
         room_power, role = await self.role_in_room(event.room_id, event.sender, level)
         evt = CommandEvent(
@@ -296,6 +346,8 @@ class MatrixHandler:
 
     async def _meeting_changed(self, meeting: Meeting, change: Change) -> None:
         """Keep the room's state event in step with who is in the meeting."""
+        if meeting.hosted_elsewhere:
+            return  # the host bridge keeps the room's state
         if change in (Change.JOINED, Change.LEFT) and meeting.is_live:
             # A call in a room without the bot (Element Call) has no state to keep.
             if await self.rooms.bot_joined(meeting.room_id):

@@ -74,6 +74,14 @@ class SpeakerChanged:
     participant_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class MeetingEnded:
+    """The meeting ends now. Told to watchers only (trunks), before anyone's media is
+    released; participants are dismissed instead."""
+
+    ended_by: str
+
+
 MeetingEvent = (
     Welcome
     | ParticipantJoined
@@ -82,4 +90,5 @@ MeetingEvent = (
     | TrackAdded
     | TrackRemoved
     | SpeakerChanged
+    | MeetingEnded
 )

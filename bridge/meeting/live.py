@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .attendee import Attendee
 from .events import MeetingEvent, Track
-from .media import Connection, MediaError, MediaRouter, ParticipantMedia
+from .media import Connection, MediaError, MediaRouter, ParticipantMedia, TrunkMedia
 from .meeting import Meeting
 from .roles import Role
 
@@ -36,8 +36,12 @@ class Participant:
         display_name: str,
         joined_at: int,
         attendee: Attendee,
+        via: str | None = None,
     ) -> None:
         self.id = participant_id
+        #: The trunk they are behind when another agency's bridge serves them (their
+        #: media comes over it); None for this bridge's own people.
+        self.via = via
         self.user_id = identity.user_id
         self.server = identity.server
         self.display_name = display_name
@@ -102,6 +106,12 @@ class Participant:
         await self._meetings.leave(self)
 
 
+class Watcher(Protocol):
+    """Hears every event of a live meeting (a trunk tells the other bridge)."""
+
+    def deliver(self, event: MeetingEvent) -> None: ...
+
+
 class LiveMeeting:
     """The media side of one live meeting that has (or is admitting) people."""
 
@@ -112,13 +122,23 @@ class LiveMeeting:
         self.active_speaker: str | None = None
         #: Joins in progress: they keep the router open until they are in or refused.
         self.admitting = 0
+        #: Trunks to other agencies' bridges, by trunk id; they keep the router open.
+        self.trunks: dict[str, TrunkMedia] = {}
+        #: Doors that hear every meeting event without being a participant (trunks).
+        self.watchers: list[Watcher] = []
 
     @property
     def empty(self) -> bool:
-        return not self.meeting.participants and self.admitting == 0
+        return not self.meeting.participants and self.admitting == 0 and not self.trunks
 
     def broadcast(self, event: MeetingEvent, exclude: str | None = None) -> None:
-        """Deliver an event to everyone in the meeting; one failing door hurts no other."""
+        """Deliver an event to everyone in the meeting and to its watchers; one failing
+        door hurts no other."""
+        for watcher in list(self.watchers):
+            try:
+                watcher.deliver(event)
+            except Exception:
+                log.exception("Delivering %s to %s failed", type(event).__name__, watcher)
         for participant in list(self.meeting.participants.values()):
             if participant.id == exclude:
                 continue

@@ -50,12 +50,21 @@ class Meeting:
     state: MeetingState = MeetingState.LIVE
     ended_at: int | None = None
     ended_by: str | None = None
+    #: The bridge bot that hosts this meeting when another agency's bridge does (the
+    #: meeting is then this bridge's side of it: this bridge's people join here, and a
+    #: trunk links them to the host); None when this bridge hosts it.
+    host: str | None = None
     #: Who is in the live meeting right now, by participant id.
     participants: dict[str, Participant] = field(default_factory=dict)
 
     @property
     def is_live(self) -> bool:
         return self.state == MeetingState.LIVE
+
+    @property
+    def hosted_elsewhere(self) -> bool:
+        """Another agency's bridge hosts it; this is this bridge's side of it."""
+        return self.host is not None
 
     def participant_of(self, user_id: str) -> Participant | None:
         """The participant a user is in this meeting as, if they are in it."""

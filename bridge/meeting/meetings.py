@@ -21,6 +21,7 @@ from ..clock import Clock
 from ..refusal import Refusal
 from .attendee import MEETING_ENDED, REPLACED, Attendee, Dismissal
 from .events import (
+    MeetingEnded,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
@@ -31,15 +32,19 @@ from .events import (
     Welcome,
 )
 from .identity import Identity
-from .live import LiveMeeting, Participant
+from .live import LiveMeeting, Participant, Watcher
 from .media import (
     ActiveSpeaker,
     MediaError,
     MediaEvent,
+    MediaRouter,
     MediaService,
     ParticipantMediaClosed,
     TrackPublished,
     TrackUnpublished,
+    TrunkLimits,
+    TrunkListener,
+    TrunkMedia,
 )
 from .meeting import (
     AttendeeSummary,
@@ -104,6 +109,9 @@ class Meetings:
         self._media_of: dict[str, LiveMeeting] = {}
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Time spent by people behind trunks, by meeting and user (not stored: each
+        #: bridge stores its own people's attendance), for the end summary.
+        self._remote_time: dict[str, dict[str, AttendeeSummary]] = {}
         self.listeners: list[MeetingListener] = []
 
     # Meetings ----------------------------------------------------------------------
@@ -165,6 +173,40 @@ class Meetings:
         await self._notify(meeting, Change.STARTED)
         return meeting, True
 
+    async def start_hosted_elsewhere(
+        self,
+        room_id: str,
+        meeting_id: str,
+        title: str,
+        started_by: str,
+        started_at: int,
+        host: str,
+    ) -> Meeting | None:
+        """Keep this bridge's side of a meeting another agency's bridge (bot ``host``)
+        hosts in a room both bridges serve, under the host's meeting id, so that this
+        bridge's people join it here. Returns the meeting (the one already kept when it is
+        the same), or None when the room has another live meeting or the id is taken."""
+        async with self._lock(room_id):
+            existing = self._live_by_room.get(room_id)
+            if existing is not None:
+                return existing if existing.id == meeting_id and existing.host == host else None
+            if self._live_by_id.get(meeting_id) or await self.store.get(meeting_id):
+                return None
+            meeting = Meeting(
+                id=meeting_id,
+                room_id=room_id,
+                title=title,
+                started_by=started_by,
+                started_at=started_at,
+                widget_id=f"visio_{meeting_id}",
+                host=host,
+            )
+            await self.store.insert(meeting)
+            self._remember(meeting)
+        log.info("Meeting %s in %s is hosted by %s; serving this side", meeting_id, room_id, host)
+        await self._notify(meeting, Change.STARTED)
+        return meeting
+
     async def end(self, meeting: Meeting, ended_by: str) -> MeetingSummary:
         """End a live meeting: everyone is dismissed, media is released, the row is
         closed, and a summary is made."""
@@ -177,14 +219,26 @@ class Meetings:
             meeting.ended_by = ended_by
             present = list(meeting.participants.values())
             meeting.participants.clear()
+            for participant in present:
+                if participant.via is not None:
+                    self._count_remote_time(participant, now)
             await self.attendance.close_all(meeting.id, now)
             await self.store.save(meeting)
             self._forget(meeting)
             live = self._media_of.pop(meeting.id, None)
         log.info("Meeting %s ended by %s", meeting.id, ended_by)
+        if live is not None:
+            for watcher in list(live.watchers):
+                try:
+                    watcher.deliver(MeetingEnded(ended_by))
+                except Exception:
+                    log.exception("Telling %s that %s ended failed", watcher, meeting.id)
+            live.trunks.clear()
         await self._release(live, present, MEETING_ENDED)
         await self._notify(meeting, Change.ENDED)
-        return await self.summary(meeting)
+        summary = await self.summary(meeting)
+        self._remote_time.pop(meeting.id, None)
+        return summary
 
     async def move(self, meeting: Meeting, room_id: str) -> None:
         """The meeting's room was replaced (a room upgrade): the meeting, its people
@@ -216,6 +270,17 @@ class Meetings:
                 display_name=stay.display_name,
                 total_ms=(before.total_ms if before else 0) + max(0, stay_ms),
             )
+        remote = dict(self._remote_time.get(meeting.id, {}))
+        for participant in meeting.participants.values():
+            if participant.via is not None:
+                before = remote.get(participant.user_id)
+                remote[participant.user_id] = AttendeeSummary(
+                    participant.user_id,
+                    participant.display_name,
+                    (before.total_ms if before else 0) + max(0, now - participant.joined_at),
+                )
+        for user_id, person in remote.items():
+            totals.setdefault(user_id, person)
         return MeetingSummary(
             meeting_id=meeting.id,
             title=meeting.title,
@@ -233,8 +298,12 @@ class Meetings:
         attendee: Attendee,
         *,
         participant_id: str | None = None,
+        trunk: tuple[str, TrunkMedia] | None = None,
     ) -> Participant:
         """Admit a verified person through a door.
+
+        ``trunk`` (its id and media) admits someone another agency's bridge serves: their
+        media comes over that trunk, and their attendance is that bridge's to store.
 
         The attendee first gets :class:`~bridge.meeting.events.Welcome`, then the
         server's offers for what they receive; the others hear they joined. A second
@@ -249,7 +318,7 @@ class Meetings:
         try:
             async with self._lock(meeting.room_id):
                 participant = await self._admit(
-                    live, identity, display_name, attendee, participant_id
+                    live, identity, display_name, attendee, participant_id, trunk
                 )
         finally:
             live.admitting -= 1
@@ -265,6 +334,7 @@ class Meetings:
         display_name: str,
         attendee: Attendee,
         participant_id: str | None,
+        trunk: tuple[str, TrunkMedia] | None = None,
     ) -> Participant:
         meeting = live.meeting
         if not meeting.is_live:
@@ -282,22 +352,24 @@ class Meetings:
             display_name,
             now,
             attendee,
+            via=trunk[0] if trunk is not None else None,
         )
-        if live.router is None:
-            live.router = self.media.open_router(
-                meeting.id, lambda event: self._media_event(live, event)
+        router = self._router(live)
+        if trunk is not None:
+            if live.trunks.get(trunk[0]) is not trunk[1]:
+                raise MeetingError("That trunk is closed.", code="not_joined")
+            participant.media = trunk[1].add_remote(participant.id)
+        else:
+            await self.attendance.record_join(
+                Stay(meeting.id, identity.user_id, display_name, joined_at=now)
             )
-            log.info("Media router opened for meeting %s", meeting.id)
-        await self.attendance.record_join(
-            Stay(meeting.id, identity.user_id, display_name, joined_at=now)
-        )
-        # From here to the welcome nothing awaits: the welcome goes out before the
-        # router's first offer, and before anyone else hears of the newcomer.
-        try:
-            participant.media = live.router.add_participant(participant.id, attendee.send_offer)
-        except MediaError:
-            await self.attendance.record_leave(meeting.id, identity.user_id, now)
-            raise
+            # From here to the welcome nothing awaits: the welcome goes out before the
+            # router's first offer, and before anyone else hears of the newcomer.
+            try:
+                participant.media = router.add_participant(participant.id, attendee.send_offer)
+            except MediaError:
+                await self.attendance.record_leave(meeting.id, identity.user_id, now)
+                raise
         meeting.participants[participant.id] = participant
         attendee.deliver(
             Welcome(
@@ -370,9 +442,23 @@ class Meetings:
             live.active_speaker = None
         if participant.media is not None:
             await participant.media.close()
-        await self.attendance.record_leave(meeting.id, participant.user_id, self.clock.now_ms())
+        if participant.via is None:
+            await self.attendance.record_leave(
+                meeting.id, participant.user_id, self.clock.now_ms()
+            )
+        else:
+            self._count_remote_time(participant, self.clock.now_ms())
         live.broadcast(ParticipantLeft(participant.id))
         return True
+
+    def _count_remote_time(self, participant: Participant, now: int) -> None:
+        times = self._remote_time.setdefault(participant.meeting.id, {})
+        before = times.get(participant.user_id)
+        times[participant.user_id] = AttendeeSummary(
+            participant.user_id,
+            participant.display_name,
+            (before.total_ms if before else 0) + max(0, now - participant.joined_at),
+        )
 
     async def _dismiss(self, participant: Participant, dismissal: Dismissal) -> None:
         try:
@@ -393,6 +479,70 @@ class Meetings:
             live = self._media_of[meeting.id] = LiveMeeting(meeting)
         return live
 
+    def _router(self, live: LiveMeeting) -> MediaRouter:
+        if live.router is None:
+            live.router = self.media.open_router(
+                live.meeting.id, lambda event: self._media_event(live, event)
+            )
+            log.info("Media router opened for meeting %s", live.meeting.id)
+        return live.router
+
+    # Trunks ------------------------------------------------------------------------
+
+    def open_trunk(
+        self, meeting: Meeting, trunk_id: str, listener: TrunkListener, limits: TrunkLimits
+    ) -> TrunkMedia:
+        """A trunk to another agency's bridge for a live meeting: every track published
+        here crosses it once, and the other side's people join with ``trunk=``. It keeps
+        the meeting's media open until :meth:`close_trunk`."""
+        if not meeting.is_live:
+            raise MeetingError("This meeting has ended.")
+        live = self._live_media(meeting)
+        if trunk_id in live.trunks:
+            raise MeetingError("That trunk is already open.", code="conflict")
+        trunk = self._router(live).add_trunk(trunk_id, listener, limits)
+        live.trunks[trunk_id] = trunk
+        log.info("Trunk %s opened for meeting %s", trunk_id, meeting.id)
+        return trunk
+
+    async def close_trunk(self, meeting: Meeting, trunk_id: str, reason: str = "left") -> None:
+        """Close a trunk: the people behind it leave the meeting here. Safe to call
+        more than once."""
+        live = self._media_of.get(meeting.id)
+        trunk = live.trunks.pop(trunk_id, None) if live is not None else None
+        if live is None or trunk is None:
+            return
+        behind = [p for p in meeting.participants.values() if p.via == trunk_id]
+        for participant in behind:
+            await self.leave(participant)
+        await trunk.close(reason)
+        log.info("Trunk %s of meeting %s closed: %s", trunk_id, meeting.id, reason)
+        await self._close_if_empty(live)
+
+    def watch(self, meeting: Meeting, watcher: Watcher) -> None:
+        """Let ``watcher`` hear every event of the live meeting (a trunk, which tells the
+        other bridge), until :meth:`unwatch`."""
+        live = self._live_media(meeting)
+        if watcher not in live.watchers:
+            live.watchers.append(watcher)
+
+    def unwatch(self, meeting: Meeting, watcher: Watcher) -> None:
+        live = self._media_of.get(meeting.id)
+        if live is not None and watcher in live.watchers:
+            live.watchers.remove(watcher)
+
+    def set_speaker(self, meeting: Meeting, participant_id: str | None) -> None:
+        """The active speaker as the host bridge decided it, for a meeting hosted
+        elsewhere (whose own router's choice is not used)."""
+        live = self._media_of.get(meeting.id)
+        if live is None or live.active_speaker == participant_id:
+            return
+        if participant_id is not None and participant_id not in meeting.participants:
+            return
+        live.active_speaker = participant_id
+        if participant_id is not None:
+            live.broadcast(SpeakerChanged(participant_id))
+
     def media_of(self, meeting_id: str) -> LiveMeeting | None:
         """The media side of a meeting that has people in it (None when empty)."""
         return self._media_of.get(meeting_id)
@@ -406,6 +556,8 @@ class Meetings:
             live.tracks.pop(event.track_id, None)
             live.broadcast(TrackRemoved(Track(event.participant_id, event.source, event.kind)))
         elif isinstance(event, ActiveSpeaker):
+            if live.meeting.hosted_elsewhere and live.trunks:
+                return  # the host decides, and its choice comes over the trunk
             live.active_speaker = event.participant_id
             live.broadcast(SpeakerChanged(event.participant_id))
         elif isinstance(event, ParticipantMediaClosed):
@@ -448,6 +600,8 @@ class Meetings:
         for live in list(self._media_of.values()):
             present = list(live.meeting.participants.values())
             await asyncio.gather(*(self._drop(p, dismissal) for p in present))
+            for trunk_id in list(live.trunks):
+                await self.close_trunk(live.meeting, trunk_id, "router closed")
             await self._close_if_empty(live)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

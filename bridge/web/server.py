@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from yarl import URL
 
+from ..config import is_valid_server_name
 from ..meeting.meeting import Meeting
 from .avatars import AvatarProxy
 from .signaling import MEETING_ID, SignalingDoor
@@ -20,9 +21,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 # The page runs in Element's widget iframe too, so framing by Element is allowed (the
 # policy's frame-ancestors); it needs camera, microphone and screen capture there.
-_PAGE_HEADERS = {
-    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
-}
 
 log = logging.getLogger("visio.web")
 
@@ -32,11 +30,19 @@ _SECURITY_HEADERS = {
 }
 
 
-def content_security_policy(public_url: str, element_origins: Sequence[str]) -> str:
+def content_security_policy(
+    public_url: str, element_origins: Sequence[str], peer_origins: Sequence[str] = ()
+) -> str:
     """The meeting page's policy: its own scripts, styles and connections only (no
     inline code, so injected markup cannot run), framed only by the Element deployments
-    in ``web.element_origins`` (by any site when that list is empty)."""
+    in ``web.element_origins`` (by any site when that list is empty).
+
+    ``peer_origins``: the trusted peer bridges that serve the meeting's room. The page
+    may frame them (it hands their people over to them inside Element's widget) and be
+    framed by them."""
     origin = URL(public_url).origin()
+    peers = " ".join(peer_origins)
+    ancestors = " ".join((*element_origins, *peer_origins)) if element_origins else "*"
     # 'self' covers same-origin WebSockets in current browsers; older ones needed the
     # ws(s) origin spelled out, and it costs nothing to name it.
     socket = origin.with_scheme("wss" if origin.scheme == "https" else "ws")
@@ -48,11 +54,21 @@ def content_security_policy(public_url: str, element_origins: Sequence[str]) -> 
             "img-src 'self' data: blob:",
             "media-src 'self' blob:",
             f"connect-src 'self' {socket}",
+            f"frame-src 'self' {peers}".rstrip(),
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
-            f"frame-ancestors {' '.join(element_origins) or '*'}",
+            f"frame-ancestors {ancestors}",
         )
+    )
+
+
+def permissions_policy(peer_origins: Sequence[str] = ()) -> str:
+    """Camera, microphone and screen capture for the page itself, and for the trusted
+    peer bridges it may frame."""
+    allowed = " ".join(("self", *(f'"{origin}"' for origin in peer_origins)))
+    return ", ".join(
+        f"{feature}=({allowed})" for feature in ("camera", "microphone", "display-capture")
     )
 
 
@@ -72,6 +88,10 @@ def _security_headers(defaults: Mapping[str, str]) -> Callable[..., Awaitable[we
 
 ReadinessChecks = Callable[[], Awaitable[dict[str, bool]]]
 MeetingLookup = Callable[[str], Awaitable[Meeting | None]]
+#: The address of the trusted peer bridge that serves a server's people in a room.
+PeerDoorLookup = Callable[[str, str], Awaitable[str | None]]
+#: The addresses of every trusted peer bridge that serves a room.
+RoomDoorsLookup = Callable[[str], Awaitable[list[str]]]
 
 
 class WebServer:
@@ -88,6 +108,9 @@ class WebServer:
         *,
         public_url: str,
         element_origins: Sequence[str] = (),
+        peer_door: PeerDoorLookup | None = None,
+        room_doors: RoomDoorsLookup | None = None,
+        own_server: str = "",
     ) -> None:
         self.hostname = hostname
         self.port = port
@@ -95,8 +118,16 @@ class WebServer:
         self.signaling = signaling
         self.avatars = avatars
         self.readiness = readiness
+        self.peer_door = peer_door
+        self.room_doors = room_doors
+        self.own_server = own_server
+        self.public_url = public_url
+        self.element_origins = tuple(element_origins)
         self.policy = content_security_policy(public_url, element_origins)
-        self.page_headers = {**_PAGE_HEADERS, "Content-Security-Policy": self.policy}
+        self.page_headers = {
+            "Permissions-Policy": permissions_policy(),
+            "Content-Security-Policy": self.policy,
+        }
         # Every response carries the policy too: /static/meeting.html is the page
         # without the /meet/ path, and must not be a way around it.
         defaults = {**_SECURITY_HEADERS, "Content-Security-Policy": self.policy}
@@ -107,6 +138,7 @@ class WebServer:
         self.app.router.add_get("/ready", self.ready)
         self.app.router.add_get("/meet/{meeting_id}", self.meeting_page)
         self.app.router.add_get("/meet/{meeting_id}/info", self.meeting_info)
+        self.app.router.add_get("/meet/{meeting_id}/door", self.meeting_door)
         self.app.router.add_get("/meet/{meeting_id}/ws", signaling.handle)
         self.app.router.add_get("/avatar/{server}/{media_id}", avatars.handle)
         self.app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
@@ -145,15 +177,26 @@ class WebServer:
 
     async def meeting_page(self, request: web.Request) -> web.StreamResponse:
         """The browser client; it asks /info and the WebSocket for the rest."""
-        if await self._meeting(request) is None:
+        meeting = await self._meeting(request)
+        if meeting is None:
             return web.Response(
                 status=404,
                 content_type="text/html",
                 text=_not_found_page(),
                 headers=self.page_headers,
             )
+        headers = self.page_headers
+        peers = await self.room_doors(meeting.room_id) if self.room_doors is not None else []
+        if peers:
+            origins = sorted({str(URL(url).origin()) for url in peers})
+            headers = {
+                "Permissions-Policy": permissions_policy(origins),
+                "Content-Security-Policy": content_security_policy(
+                    self.public_url, self.element_origins, origins
+                ),
+            }
         return web.FileResponse(
-            STATIC / "meeting.html", headers={"Cache-Control": "no-store", **self.page_headers}
+            STATIC / "meeting.html", headers={"Cache-Control": "no-store", **headers}
         )
 
     async def meeting_info(self, request: web.Request) -> web.Response:
@@ -164,6 +207,29 @@ class WebServer:
             {"meeting_id": meeting.id, "title": meeting.title, "state": meeting.state.value},
             headers={"Cache-Control": "no-store"},
         )
+
+    async def meeting_door(self, request: web.Request) -> web.Response:
+        """Where the people of ``?server=`` join this meeting: on their own agency's
+        bridge when a trusted peer bridge of their server serves the room (``{"url":
+        ...}``), here otherwise (``{}``). The page asks before signing in, so no token
+        of another agency's user ever reaches this server on the way."""
+        meeting = await self._meeting(request)
+        if meeting is None:
+            return web.json_response({"error": "This meeting does not exist."}, status=404)
+        server = request.query.get("server", "")
+        headers = {"Cache-Control": "no-store"}
+        if (
+            not is_valid_server_name(server)
+            or server == self.own_server
+            or self.peer_door is None
+            or not meeting.is_live
+            or meeting.hosted_elsewhere
+        ):
+            return web.json_response({}, headers=headers)
+        base = await self.peer_door(meeting.room_id, server)
+        if base is None:
+            return web.json_response({}, headers=headers)
+        return web.json_response({"url": f"{base.rstrip('/')}/meet/{meeting.id}"}, headers=headers)
 
 
 def _not_found_page() -> str:

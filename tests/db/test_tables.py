@@ -24,6 +24,7 @@ async def test_migrations_create_the_tables_and_are_idempotent(database_url: str
             "direct_room",
             "inbox",
             "personal_link",
+            "peer_door",
         ):
             assert await db.table_exists(table)
         assert await db.fetchval("SELECT version FROM version") == len(upgrade_table.upgrades)
@@ -40,6 +41,26 @@ async def test_one_live_meeting_per_room_is_enforced_by_the_database(storage: St
     await storage.meetings.insert(meeting_row("m3", "!room", "Next", 6))
     assert (await storage.meetings.get_live_in_room("!room")).id == "m3"  # type: ignore[union-attr]
     assert (await storage.meetings.get("m1")) == row
+
+
+async def test_meetings_hosted_elsewhere_keep_their_host(storage: Storage) -> None:
+    row = meeting_row("m1", "!room", "Inter-agency", 1)
+    row.host = "@visio:agency-b.test"
+    await storage.meetings.insert(row)
+    assert (await storage.meetings.get("m1")) == row
+    assert [m.host for m in await storage.meetings.all_live()] == ["@visio:agency-b.test"]
+
+
+async def test_peer_doors_are_kept_per_room_and_bot(storage: Storage) -> None:
+    doors = storage.peer_doors
+    assert await doors.get("!r", "@visio:b") is None
+    await doors.set("!r", "@visio:b", "https://visio.b/one")
+    await doors.set("!r", "@visio:b", "https://visio.b/two")
+    await doors.set("!s", "@visio:b", "https://visio.b/other")
+    assert await doors.get("!r", "@visio:b") == "https://visio.b/two"
+    await doors.forget("!r", "@visio:b")
+    assert await doors.get("!r", "@visio:b") is None
+    assert await doors.get("!s", "@visio:b") == "https://visio.b/other"
 
 
 async def test_transactions_are_recorded_once_per_digest(storage: Storage) -> None:

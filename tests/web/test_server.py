@@ -213,7 +213,9 @@ async def make_site(meetings: Meetings, repository: MediaRepository) -> AsyncIte
     """Builds a site with the given SocketLimits fields and WebServer keywords."""
     sites: list[Site] = []
 
-    async def make(element_origins: tuple[str, ...] = (), **limits: Any) -> Site:
+    async def make(
+        element_origins: tuple[str, ...] = (), doors: dict[str, str] | None = None, **limits: Any
+    ) -> Site:
         door = SignalingDoor(
             meetings,
             cast(SignIn, TrustingSignIn()),
@@ -225,6 +227,14 @@ async def make_site(meetings: Meetings, repository: MediaRepository) -> AsyncIte
         async def readiness() -> dict[str, bool]:
             return {}
 
+        peer_doors = doors or {}
+
+        async def peer_door(room_id: str, server: str) -> str | None:
+            return peer_doors.get(server)
+
+        async def room_doors(room_id: str) -> list[str]:
+            return list(peer_doors.values())
+
         server = WebServer(
             "127.0.0.1",
             0,
@@ -234,6 +244,9 @@ async def make_site(meetings: Meetings, repository: MediaRepository) -> AsyncIte
             readiness,
             public_url=PUBLIC,
             element_origins=element_origins,
+            peer_door=peer_door,
+            room_doors=room_doors,
+            own_server="x",
         )
         client: TestClient[Any, Any] = TestClient(TestServer(server.app, host="127.0.0.1"))
         await client.start_server()
@@ -286,6 +299,51 @@ async def test_frame_ancestors_are_the_element_origins(make_site: SiteFactory) -
         async with site.client.get(path) as response:
             policy = directives(response.headers["Content-Security-Policy"])
         assert policy["frame-ancestors"] == "https://element.agency.test https://chat.other.test"
+
+
+async def test_a_page_may_frame_and_be_framed_by_the_rooms_peer_bridges(
+    make_site: SiteFactory,
+) -> None:
+    site = await make_site(
+        element_origins=("https://element.agency.test",),
+        doors={"b.test": "https://visio.b.test/bridge"},
+    )
+    async with site.client.get(f"/meet/{site.meeting.id}") as response:
+        policy = directives(response.headers["Content-Security-Policy"])
+        permissions = response.headers["Permissions-Policy"]
+    assert policy["frame-src"] == "'self' https://visio.b.test"
+    assert policy["frame-ancestors"] == "https://element.agency.test https://visio.b.test"
+    assert 'camera=(self "https://visio.b.test")' in permissions
+    assert 'microphone=(self "https://visio.b.test")' in permissions
+    # Without peers the page frames nothing but itself, and gives nobody its camera.
+    plain = await make_site()
+    async with plain.client.get(f"/meet/{plain.meeting.id}") as response:
+        assert directives(response.headers["Content-Security-Policy"])["frame-src"] == "'self'"
+        assert response.headers["Permissions-Policy"].startswith("camera=(self),")
+
+
+async def test_the_door_sends_a_peer_bridges_people_there(make_site: SiteFactory) -> None:
+    site = await make_site(doors={"b.test": "https://visio.b.test/bridge/"})
+    meeting = site.meeting
+
+    async def door(server: str) -> JSON:
+        async with site.client.get(f"/meet/{meeting.id}/door", params={"server": server}) as r:
+            assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+            return cast(JSON, await r.json())
+
+    assert await door("b.test") == {"url": f"https://visio.b.test/bridge/meet/{meeting.id}"}
+    # Own people, servers without a peer bridge here, and garbage: met here.
+    for server in ("x", "c.test", "", "not a server/..", "b.test/../evil"):
+        assert await door(server) == {}, server
+    async with site.client.get("/meet/nosuchmeeting/door?server=b.test") as response:
+        assert response.status == 404
+    # A meeting this bridge keeps only its side of is never sent elsewhere from here.
+    elsewhere = await site.meetings.start_hosted_elsewhere(
+        "!other", "elsewhere1", "Theirs", "@carol:b.test", 1, "@visio:b.test"
+    )
+    assert elsewhere is not None
+    async with site.client.get("/meet/elsewhere1/door?server=b.test") as response:
+        assert await response.json() == {}
 
 
 def test_the_page_has_no_inline_code_the_policy_would_block() -> None:

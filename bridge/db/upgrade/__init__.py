@@ -9,4 +9,5 @@ from . import (  # noqa: E402,F401  (register themselves)
     v02_direct_rooms,
     v03_inbox,
     v04_personal_links,
+    v05_meeting_host,
 )

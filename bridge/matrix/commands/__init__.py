@@ -92,6 +92,9 @@ class CommandContext:
     prefix: str
     bot_mxid: str
     refusals: RefusalLimit = field(default_factory=RefusalLimit)
+    #: Tells the bridge that hosts a meeting (another agency's) that a moderator here
+    #: ended it; False when it could not be told.
+    end_elsewhere: Callable[[Meeting, str], Awaitable[bool]] | None = None
 
 
 @dataclass

@@ -82,6 +82,9 @@ async def cmd_end(evt: CommandEvent) -> None:
             "Only room moderators, bridge moderators and whoever started the meeting can end it."
         )
         return
+    if meeting.hosted_elsewhere:
+        await _end_hosted_elsewhere(evt, meeting)
+        return
     try:
         summary = await evt.ctx.meetings.end(meeting, evt.sender)
     except MeetingError as e:
@@ -89,6 +92,23 @@ async def cmd_end(evt: CommandEvent) -> None:
         return
     await evt.ctx.meeting_room.retract(meeting)
     await evt.reply(*summary_text(summary))
+
+
+async def _end_hosted_elsewhere(evt: CommandEvent, meeting: Meeting) -> None:
+    """Another agency's bridge hosts the meeting: it ends there (and posts the summary)
+    once told over the trunk, and here at once."""
+    end_elsewhere = evt.ctx.end_elsewhere
+    told = end_elsewhere is not None and await end_elsewhere(meeting, evt.sender)
+    if meeting.is_live:
+        try:
+            await evt.ctx.meetings.end(meeting, evt.sender)
+        except MeetingError:
+            pass  # the host's word that it ended came in meanwhile
+    if not told:
+        await evt.reply(
+            f"The meeting ended for this agency's people. {meeting.host}, whose bridge hosts "
+            "it, could not be told: a moderator on that side can end it there."
+        )
 
 
 def summary_text(summary: MeetingSummary) -> tuple[str, str]:

@@ -19,6 +19,45 @@ export function takeLinkToken(loc = window.location, history = window.history) {
   return token;
 }
 
+/**
+ * Reads an OpenID token that the meeting's host bridge handed over (`#openid=...`: the
+ * person's own agency's bridge serves them), and removes it from the address bar. The
+ * fragment never reaches a server.
+ */
+export function takeHandedOverToken(loc = window.location, history = window.history) {
+  const fragment = new URLSearchParams(loc.hash.replace(/^#/, ""));
+  const token = fragment.get("openid");
+  const server = fragment.get("server");
+  if (!token || !server) return null;
+  const expiresAt = Number(fragment.get("expires"));
+  for (const key of ["openid", "server", "expires"]) fragment.delete(key);
+  const rest = fragment.toString();
+  history.replaceState(history.state, "", loc.pathname + loc.search + (rest ? `#${rest}` : ""));
+  return { token, server, expiresAt: Number.isFinite(expiresAt) ? expiresAt : 0 };
+}
+
+/** An OpenID token from Element, handed over by the host bridge's page. */
+export class HandedOverAuth {
+  constructor({ token, server, expiresAt }, displayName = "") {
+    this.kind = "openid";
+    this.current = { kind: "openid", server, token };
+    this.expiresAt = expiresAt;
+    this.displayName = displayName;
+    this.onWaiting = () => {};
+  }
+
+  async credentials() {
+    if (this.expiresAt && Date.now() >= this.expiresAt) {
+      throw new Error("Your sign-in from Element has expired.");
+    }
+    return this.current;
+  }
+
+  suggestedName() {
+    return this.displayName;
+  }
+}
+
 /** A personal link: the same token for every (re)join. */
 export class LinkAuth {
   constructor(token) {
@@ -84,6 +123,8 @@ export function chooseAuth(loc = window.location, history = window.history) {
   const query = new URLSearchParams(loc.search);
   const linkToken = takeLinkToken(loc, history);
   if (linkToken) return new LinkAuth(linkToken);
+  const handedOver = takeHandedOverToken(loc, history);
+  if (handedOver) return new HandedOverAuth(handedOver, query.get("displayName") ?? "");
   if (query.get("widget") === "1") {
     const parentUrl = query.get("parentUrl");
     const widgetId = query.get("widgetId");

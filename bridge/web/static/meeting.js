@@ -17,7 +17,7 @@
 //   window.visio.participants the others, as protocol participants (array)
 //   window.visio.remoteTracks [{participantId, source, kind, mid}] being received
 
-import { chooseAuth } from "./auth.js";
+import { WidgetAuth, chooseAuth } from "./auth.js";
 import { placeIcons } from "./icons.js";
 import { SpeakingMonitor } from "./levels.js";
 import { LocalMedia } from "./media.js";
@@ -40,6 +40,7 @@ let pageEndReason = null;
 
 window.visio = {
   get state() { return session?.state && session.state !== "idle" ? session.state : pageState; },
+  get handedOverTo() { return pageState === "handed_over" ? $("handover-frame").src : null; },
   get endReason() { return session?.endReason ?? pageEndReason; },
   get publishPc() { return session?.publish?.pc ?? null; },
   get receivePc() { return session?.receive?.pc ?? null; },
@@ -65,6 +66,50 @@ async function meetingInfo() {
   } catch {
     return {}; // the WebSocket will say more
   }
+}
+
+/**
+ * Inside Element, for a person whose own agency's bridge also serves this meeting's
+ * room: that bridge serves them, and its page takes over this one (framed here, so it
+ * keeps the widget's camera and microphone). Their OpenID token goes to it in the
+ * address fragment, which no server sees; this server only learns their server name.
+ * Resolves true when handed over.
+ */
+async function handOver(widgetAuth) {
+  widgetAuth.onWaiting = () => showNotice("Signing in", "Confirm in Element that the meeting may know who you are.");
+  let credentials;
+  try {
+    credentials = await widgetAuth.credentials();
+  } catch {
+    return false; // the pre-join screen says what went wrong
+  }
+  let door = {};
+  try {
+    const response = await fetch(
+      `/meet/${encodeURIComponent(meetingId)}/door?server=${encodeURIComponent(credentials.server)}`,
+      { cache: "no-store" },
+    );
+    if (response.ok) door = await response.json();
+  } catch {
+    return false;
+  }
+  if (typeof door.url !== "string" || !/^https?:\/\//.test(door.url)) return false;
+  const target = new URL(door.url);
+  for (const key of ["theme", "displayName"]) {
+    const value = query.get(key);
+    if (value !== null) target.searchParams.set(key, value);
+  }
+  target.hash = new URLSearchParams({
+    openid: credentials.token,
+    server: credentials.server,
+    expires: String(widgetAuth.expiresAt),
+  }).toString();
+  pageState = "handed_over";
+  const frame = $("handover-frame");
+  frame.src = target.toString();
+  showScreen("handover");
+  announcer.say("Opening the meeting on your agency's server.");
+  return true;
 }
 
 function stop(reason, detail = "") {
@@ -163,6 +208,7 @@ async function main() {
     stop("no_auth");
     return;
   }
+  if (auth instanceof WidgetAuth && (await handOver(auth))) return;
   await prejoinThenJoin(info);
 }
 

@@ -27,7 +27,7 @@ export class Announcer {
 
 /** Shows one of the page's screens: "notice", "prejoin" or "meeting". */
 export function showScreen(name) {
-  for (const screen of ["notice", "prejoin", "meeting"]) {
+  for (const screen of ["notice", "prejoin", "meeting", "handover"]) {
     $(`${screen}-screen`).hidden = screen !== name;
   }
 }
