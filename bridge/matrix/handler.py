@@ -233,7 +233,10 @@ class MatrixHandler:
             except MatrixRequestError as e:
                 log.warning("Could not reject the invite to %s: %s", room_id, e.message)
             return
-        await bot.join_room_by_id(room_id)
+        # Join through the inviter's server: in a room of several servers, another one
+        # may not have heard of the invite yet and would refuse the join.
+        via = [server] if (server := server_of(inviter)) else None
+        await bot.join_room(room_id, servers=via, max_retries=2)
         await self.state_store.joined(room_id, bot.mxid)
         members = await bot.get_joined_members(room_id)
         await self.state_store.set_members(

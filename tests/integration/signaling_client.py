@@ -48,6 +48,8 @@ class SignalingClient(FrameReceiver):
         self.publish_pc: RTCPeerConnection | None = None
         self.receive_pc: RTCPeerConnection | None = None
         self.camera: SyntheticVideoTrack | None = None
+        #: The participant id the meeting gave this client, once joined.
+        self.participant_id = ""
         self._reader: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -90,6 +92,8 @@ class SignalingClient(FrameReceiver):
         async with asyncio.timeout(within):
             while True:
                 message = await self.inbox.get()
+                if message.get("type") == "joined":
+                    self.participant_id = str(message.get("participant_id", ""))
                 if message.get("type") in ("joined", "error", "_closed"):
                     return message
 

@@ -5,7 +5,10 @@ token from B's homeserver that A's bridge checks at B over federation."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,19 +44,23 @@ from tests.integration.signaling_client import SignalingClient
 class Agencies:
     a: Stack
     b: Stack
+    c: Stack | None = None
 
 
-@pytest.fixture
-async def agencies(tmp_path: Path) -> AsyncIterator[Agencies]:
-    ca = LocalCA.create(tmp_path / "ca")
-    hs_a, fed_a, as_a, web_a, hs_b, fed_b, as_b, web_b = free_ports(8)
-    name_a, name_b = f"127.0.0.1:{fed_a}", f"127.0.0.1:{fed_b}"
+@asynccontextmanager
+async def federating_agencies(root: Path, count: int) -> AsyncIterator[list[Stack]]:
+    """``count`` agencies, each a Synapse and a bridge, federating over TLS on loopback;
+    every bridge trusts the others' bots for trunks and lets their users in."""
+    ca = LocalCA.create(root / "ca")
+    ports = free_ports(4 * count)
+    fed_ports = [ports[4 * i + 1] for i in range(count)]
+    names = [f"127.0.0.1:{port}" for port in fed_ports]
     stacks = []
-    for label, hs, fed, as_port, web, own, other in (
-        ("a", hs_a, fed_a, as_a, web_a, name_a, name_b),
-        ("b", hs_b, fed_b, as_b, web_b, name_b, name_a),
-    ):
-        directory = tmp_path / label
+    for i in range(count):
+        hs, fed, as_port, web = ports[4 * i : 4 * i + 4]
+        own = names[i]
+        others = [name for name in names if name != own]
+        directory = root / "abcdefgh"[i]
         directory.mkdir()
         config_path = write_bridge_config(
             directory,
@@ -63,13 +70,13 @@ async def agencies(tmp_path: Path) -> AsyncIterator[Agencies]:
             f"sqlite:{directory}/bridge.db",
             server_name=own,
             overrides={
-                "federation.allowed_servers": [other],
+                "federation.allowed_servers": others,
                 "federation.server_urls": {
-                    other: f"https://127.0.0.1:{fed_b if label == 'a' else fed_a}"
+                    other: f"https://127.0.0.1:{fed_ports[names.index(other)]}" for other in others
                 },
                 "federation.ca_file": str(ca.cert_path),
-                "federation.peer_bridges": [f"@visio:{other}"],
-                "bridge.permissions": {"*": "none", own: "user", other: "user"},
+                "federation.peer_bridges": [f"@visio:{other}" for other in others],
+                "bridge.permissions": {"*": "none", **{name: "user" for name in names}},
             },
         )
         homeserver = LocalSynapse.federating(
@@ -78,20 +85,26 @@ async def agencies(tmp_path: Path) -> AsyncIterator[Agencies]:
             fed,
             ca,
             appservice_registrations=[generate_registration(config_path)],
-            federation_whitelist=[name_a, name_b],
+            federation_whitelist=names,
         )
         stacks.append(Stack(directory, homeserver, config_path))
     await asyncio.gather(*(stack.homeserver.start() for stack in stacks))
     try:
         for stack in stacks:
             await stack.start_bridge()
-        yield Agencies(*stacks)
+        yield stacks
     finally:
         for stack in stacks:
             for client in stack.users:
                 await client.close()
             await stack.stop_bridge()
         await asyncio.gather(*(stack.homeserver.stop() for stack in stacks))
+
+
+@pytest.fixture
+async def agencies(tmp_path: Path) -> AsyncIterator[Agencies]:
+    async with federating_agencies(tmp_path, 2) as stacks:
+        yield Agencies(*stacks)
 
 
 async def test_user_of_another_agency_joins_directly_with_openid_over_federation(
@@ -282,6 +295,28 @@ async def test_each_agency_serves_its_own_people_and_one_trunk_links_the_bridges
         )
         assert state is not None and state["host"] == a.bot
 
+        # Each bot answers its own agency's people, who so get their own bridge's links.
+        def reply_to(event_id: str, sender: str) -> Callable[[JSON], bool]:
+            def matches(event: JSON) -> bool:
+                relates = event["content"].get("m.relates_to") or {}
+                reply = (relates.get("m.in_reply_to") or {}).get("event_id")
+                return event["sender"] == sender and reply == event_id
+
+            return matches
+
+        bob_asks = await bob.send_text(room_id, "!visio status")
+        answer = await bob.wait_for_message(room_id, reply_to(bob_asks, b.bot))
+        # Both people, as B's side sees them, and B's own link.
+        assert "2 in the meeting now" in answer["content"]["body"]
+        assert (
+            f"Join: {b.config['web.public_url']}/meet/{meeting_a.id}" in answer["content"]["body"]
+        )
+        alice_asks = await alice.send_text(room_id, "!visio status")
+        await alice.wait_for_message(room_id, reply_to(alice_asks, a.bot))
+        # A handles the room's events in order: by now it has seen Bob's and kept quiet.
+        assert not any(reply_to(bob_asks, a.bot)(e) for e in alice.timeline(room_id))
+        assert not any(reply_to(alice_asks, b.bot)(e) for e in alice.timeline(room_id))
+
         # The host's moderator ends it: it ends on both bridges, for both people.
         await alice.send_text(room_id, "!visio end")
         ended = await alice.wait_for_message(
@@ -384,3 +419,199 @@ async def test_in_element_each_person_meets_on_their_own_agencys_bridge(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def joined_client(stack: Stack, user: MatrixUser, meeting_id: str) -> SignalingClient:
+    """``user`` joins on their own agency's bridge and publishes camera and microphone."""
+    client = SignalingClient(str(stack.config["web.public_url"]), meeting_id)
+    joined = await client.join(await openid_credential(user))
+    assert joined["type"] == "joined", joined
+    await client.publish()
+    return client
+
+
+async def receives(client: SignalingClient, sender: SignalingClient, frames: int = 10) -> None:
+    sender_id = sender.participant_id
+
+    async def enough() -> bool:
+        return (
+            len(client.frames_from(sender_id, "camera")) >= frames
+            and len(client.frames_from(sender_id, "microphone")) >= frames
+        )
+
+    await eventually(enough, within=30)
+
+
+async def test_the_trunk_rides_out_a_federation_pause_and_comes_back_after_restarts(
+    agencies: Agencies,
+) -> None:
+    a, b = agencies.a, agencies.b
+    assert a.bridge is not None and b.bridge is not None
+    alice_user = await a.user("alice")
+    bob_user = await b.user("bob")
+    room_id = await shared_room(a, b, alice_user, bob_user)
+    await alice_user.send_text(room_id, "!visio start Inter-agency")
+    await alice_user.wait_for_message(room_id, lambda e: "started" in e["content"].get("body", ""))
+    meeting = a.bridge.meetings.live_in_room(room_id)
+    assert meeting is not None
+
+    async def b_has_its_side() -> bool:
+        return b.bridge is not None and b.bridge.meetings.live(meeting.id) is not None
+
+    await eventually(b_has_its_side)
+    clients: list[SignalingClient] = []
+    try:
+        alice = await joined_client(a, alice_user, meeting.id)
+        bob = await joined_client(b, bob_user, meeting.id)
+        clients += [alice, bob]
+        await receives(alice, bob)
+        await receives(bob, alice)
+
+        # Federation stops for 10 s (B's homeserver is frozen): the trunk needs none of
+        # it, so media keeps flowing both ways all along.
+        pid = b.homeserver.pid
+        assert pid is not None
+        before = (
+            len(alice.frames_from(bob.participant_id, "camera")),
+            len(bob.frames_from(alice.participant_id, "camera")),
+        )
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(10)
+            during = (
+                len(alice.frames_from(bob.participant_id, "camera")),
+                len(bob.frames_from(alice.participant_id, "camera")),
+            )
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # 30 frames a second for 10 s, with room for a slow machine.
+        assert during[0] - before[0] >= 150 and during[1] - before[1] >= 150, (before, during)
+
+        # B's bridge restarts: its people come back to it, and so does the trunk.
+        await b.stop_bridge()
+        await bob.expect("error")  # told to reconnect
+        assert a.bridge is not None
+
+        async def bob_gone_from_a() -> bool:
+            return all(p.user_id != bob_user.user_id for p in meeting.participants.values())
+
+        await eventually(bob_gone_from_a)
+        await b.start_bridge()
+        bob = await joined_client(b, bob_user, meeting.id)
+        clients.append(bob)
+        await receives(alice, bob)
+        await receives(bob, alice)
+
+        # A's bridge restarts: the meeting is restored there, and B offers again by itself.
+        await a.stop_bridge()
+        await alice.expect("error")
+        await a.start_bridge()
+        assert a.bridge is not None
+        restored = a.bridge.meetings.live(meeting.id)
+        assert restored is not None
+
+        async def trunk_back() -> bool:
+            assert a.bridge is not None
+            return any(p.user_id == bob_user.user_id for p in restored.participants.values())
+
+        await eventually(trunk_back, within=40)
+        alice = await joined_client(a, alice_user, meeting.id)
+        clients.append(alice)
+        await receives(alice, bob)
+        await receives(bob, alice)
+        assert len(a.bridge.trunks.links) == 1 and b.bridge is not None
+        assert len(b.bridge.trunks.links) == 1
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def meeting_frame(
+    host: FakeElement, page: Page, user: MatrixUser, widget: JSON, room_id: str, own: Stack
+) -> Frame:
+    """Open the room's widget in the fake Element as ``user``; returns the frame their
+    meeting runs in: the widget itself, or their own agency's bridge's page in it."""
+    frame = await widget_frame(host, page, user, widget, room_id)
+    own_url = str(own.config["web.public_url"])
+    if widget["url"].startswith(own_url):
+        return frame
+
+    async def handed_over() -> bool:
+        return any(f.url.startswith(own_url) for f in frame.child_frames)
+
+    await eventually(handed_over)
+    inner = next(f for f in frame.child_frames if f.url.startswith(own_url))
+    await inner.wait_for_function("() => window.visio !== undefined")
+    return inner
+
+
+async def test_three_agencies_meet_in_a_star_around_the_host(
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+    fake_element: FakeElement,  # noqa: F811
+) -> None:
+    async with federating_agencies(tmp_path, 3) as (a, b, c):
+        assert a.bridge is not None and b.bridge is not None and c.bridge is not None
+        alice_user, bob_user, carol_user = (
+            await a.user("alice"),
+            await b.user("bob"),
+            await c.user("carol"),
+        )
+        room_id = await a.room_with_bot(alice_user)
+        for invitee in (bob_user.user_id, carol_user.user_id, b.bot, c.bot):
+            await alice_user.invite(room_id, invitee)
+        for guest in (bob_user, carol_user):
+            await guest.wait_for_invite(lambda invited, _state: invited == room_id)
+            await guest.join(room_id, via=[a.homeserver.server_name])
+        for member in (bob_user.user_id, carol_user.user_id, b.bot, c.bot):
+            await alice_user.wait_for_event(room_id, member_event(member, membership="join"))
+        await alice_user.send_text(room_id, "!visio start Three agencies")
+        await alice_user.wait_for_message(
+            room_id, lambda e: "started" in e["content"].get("body", "")
+        )
+        meeting = a.bridge.meetings.live_in_room(room_id)
+        assert meeting is not None
+        widget = await alice_user.wait_for_state(
+            room_id, "im.vector.modular.widgets", state_key=f"visio_{meeting.id}"
+        )
+        assert widget is not None
+
+        async def doors_known() -> bool:
+            assert a.bridge is not None
+            for satellite in (b, c):
+                server = satellite.homeserver.server_name
+                if await a.bridge.federation.peer_door(room_id, server) is None:
+                    return False
+                assert satellite.bridge is not None
+                if satellite.bridge.meetings.live(meeting.id) is None:
+                    return False
+            return True
+
+        await eventually(doors_known)
+        people = []
+        try:
+            frames = []
+            for user, own in ((alice_user, a), (bob_user, b), (carol_user, c)):
+                person = await new_participant(browser)
+                people.append(person)
+                frame = await meeting_frame(fake_element, person.page, user, widget, room_id, own)
+                await join_from_prejoin(frame)
+                frames.append(frame)
+            ids = [
+                str(await frame.evaluate("() => window.visio.self.participant_id"))
+                for frame in frames
+            ]
+            # Every browser receives every other's video and audio.
+            for frame, own_id in zip(frames, ids, strict=True):
+                await wait_for_remote_media(frame, [i for i in ids if i != own_id], within=40)
+            # A star: the host holds one trunk per satellite; satellites one each, to the
+            # host, none between them.
+            assert {link.peer for link in a.bridge.trunks.links} == {b.bot, c.bot}
+            assert [link.peer for link in b.bridge.trunks.links] == [a.bot]
+            assert [link.peer for link in c.bridge.trunks.links] == [a.bot]
+            for bridge in (a.bridge, b.bridge, c.bridge):
+                live = bridge.meetings.live(meeting.id)
+                assert live is not None and len(live.participants) == 3
+        finally:
+            for person in people:
+                await person.close()
