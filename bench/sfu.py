@@ -28,6 +28,7 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,14 +63,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # The SFU process
 
 
-async def serve(port: int, ice_servers: list[str], gathering_timeout: float) -> None:
-    """Run one router behind a WebSocket per participant until stdin closes."""
-    settings = MediaSettings(
-        ice_servers=[RTCIceServer(url) for url in ice_servers],
-        host_addresses=LOOPBACK,
-        ice_gathering_timeout=gathering_timeout,
-    )
-    router = Router("bench", settings, on_event=lambda event: None)
+def participant_handler(
+    router: Router,
+) -> Callable[[web.Request], Awaitable[web.WebSocketResponse]]:
+    """The WebSocket of one benchmark participant (``/ws/<id>``): publish, answer."""
 
     async def participant(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
@@ -91,14 +88,26 @@ async def serve(port: int, ice_servers: list[str], gathering_timeout: float) -> 
             await media.close()
         return ws
 
+    return participant
+
+
+async def serve(port: int, ice_servers: list[str], gathering_timeout: float) -> None:
+    """Run one router behind a WebSocket per participant until stdin closes."""
+    settings = MediaSettings(
+        ice_servers=[RTCIceServer(url) for url in ice_servers],
+        host_addresses=LOOPBACK,
+        ice_gathering_timeout=gathering_timeout,
+    )
+    router = Router("bench", settings, on_event=lambda event: None)
+
     async def stats(request: web.Request) -> web.Response:
         publisher = router.participant("publisher")
-        tracks = publisher.publisher.tracks if publisher is not None else ()
+        tracks = publisher.tracks if publisher is not None else ()
         video_in = sum(t.frames for t in tracks if t.kind == "video")
         return web.json_response({**dataclasses.asdict(router.stats()), "video_in": video_in})
 
     app = web.Application()
-    app.router.add_get("/ws/{id}", participant)
+    app.router.add_get("/ws/{id}", participant_handler(router))
     app.router.add_get("/stats", stats)
     runner = web.AppRunner(app)
     await runner.setup()

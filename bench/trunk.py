@@ -49,6 +49,7 @@ from sfu import (  # bench/sfu.py: the same clients, process handling and measur
     Receiver,
     cpu_model,
     own_cpu_seconds,
+    participant_handler,
     process_cpu_seconds,
     process_rss_mib,
     sfu_stats,
@@ -95,25 +96,7 @@ async def serve(port: int, role: str, trunk_tracks: int) -> None:
     limits = TrunkLimits(audio=trunk_tracks, video=trunk_tracks)
     end = TrunkEnd()
 
-    async def participant(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=1 << 20)
-        await ws.prepare(request)
-
-        async def send_offer(sdp: str) -> None:
-            await ws.send_json({"type": "offer", "sdp": sdp})
-
-        media = router.add_participant(request.match_info["id"], send_offer)
-        try:
-            async for message in ws:
-                data = message.json()
-                if data["type"] == "publish":
-                    answer = await media.publish(data["sdp"], data["sources"])
-                    await ws.send_json({"type": "publish-answer", "sdp": answer})
-                elif data["type"] == "answer":
-                    await media.accept_answer(data["sdp"])
-        finally:
-            await media.close()
-        return ws
+    participant = participant_handler(router)
 
     async def offer(request: web.Request) -> web.Response:  # the satellite
         end.trunk = router.add_trunk("to-host", end, limits)
@@ -147,7 +130,7 @@ async def serve(port: int, role: str, trunk_tracks: int) -> None:
     @web.middleware
     async def refusals(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            return await handler(request)  # type: ignore[no-any-return]
+            return await handler(request)
         except MediaError as error:
             return web.json_response({"error": str(error)}, status=400)
 
@@ -308,9 +291,11 @@ async def run_round(
                 await receiver.close()
             await publisher.close()
     finally:
+        # The host first: the satellite still applies what the host sent as the
+        # publisher left, instead of dropping it as it closes.
+        await stop_sfu(host_process)
         if satellite_process is not None:
             await stop_sfu(satellite_process)
-        await stop_sfu(host_process)
     return result
 
 

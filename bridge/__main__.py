@@ -10,6 +10,7 @@ import copy
 import logging
 import logging.config
 import os
+import signal
 import sys
 from typing import Any, cast
 
@@ -148,6 +149,16 @@ class VisioBridge(Program):
             await self.bridge.stop()
             _fail(str(e), e.exit_code)
         await self.bridge.ping_homeserver()
+
+    def prepare_stop(self) -> None:
+        # A second SIGTERM or Ctrl-C while stopping would raise inside whatever runs and
+        # leave the stop half done (and the process hanging on the database thread):
+        # the first one already asked for a clean stop, so the others are only noted.
+        def already_stopping(signum: int, _frame: object) -> None:
+            self.log.info("Already stopping (signal %d ignored)", signum)
+
+        signal.signal(signal.SIGINT, already_stopping)
+        signal.signal(signal.SIGTERM, already_stopping)
 
     async def stop(self) -> None:
         if self.bridge is not None:

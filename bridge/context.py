@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -418,19 +419,23 @@ class Bridge:
         # Meetings and web first: people who leave still update their rooms' state
         # through the room queues, which drain next, while the appservice and database
         # are up.
-        await self.trunks.close()
-        await self.meetings.close(RESTARTING)
-        await self.livekit.close()
-        await self.web.stop()
-        await self.delayed_leaves.close()
-        await self.openid.close()
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("trunks", self.trunks.close),
+            ("meetings", lambda: self.meetings.close(RESTARTING)),
+            ("LiveKit door", self.livekit.close),
+            ("web listener", self.web.stop),
+            ("delayed leaves", self.delayed_leaves.close),
+            ("OpenID verifier", self.openid.close),
+        ]
         if self._http is not None:
-            await self._http.close()
-        await self.matrix.stop()
-        await self.queues.close()
+            steps.append(("HTTP client", self._http.close))
+        steps += [("Matrix handler", self.matrix.stop), ("room queues", self.queues.close)]
         if getattr(self.az, "runner", None) is not None:
-            await self.az.stop()
-        await self.db.stop()
+            steps.append(("appservice", self.az.stop))
+        steps.append(("database", self.db.stop))
+        for name, step in steps:
+            log.debug("Stopping: %s", name)
+            await step()
         log.info("Visio Bridge stopped")
 
 

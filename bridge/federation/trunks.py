@@ -176,7 +176,7 @@ class TrunkLink:
             log.warning("%s: state messages arrive faster than handled; dropping one", self)
             return
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.ensure_future(self._work())
+            self._worker = self.door._spawn(self._work())
 
     def trunk_closed(self, reason: str) -> None:
         if not self.closed:
@@ -600,10 +600,11 @@ class Trunks:
         while len(self._seen) > _SEEN:
             self._seen.popitem(last=False)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def close(self) -> None:
         """Shutdown: every trunk closes (the other sides see their connections go, and

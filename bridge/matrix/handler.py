@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, cast
 
 from mautrix.appservice import IntentAPI
@@ -85,6 +86,15 @@ class MatrixHandler:
             await bot.set_displayname(self.config["appservice.bot_displayname"])
         except MatrixRequestError as e:
             log.warning("Could not set the bot's display name: %s", e.message)
+        federation = self.federation
+        if federation is not None:
+            # A meeting hosted elsewhere may have ended while this bridge was down: read
+            # each such room's state again (in the room's turn, after older events).
+            for meeting in self.meetings.all_live():
+                if meeting.hosted_elsewhere:
+                    self.queues.submit(
+                        meeting.room_id, partial(federation.catch_up, meeting.room_id)
+                    )
 
     async def stop(self) -> None:
         try:

@@ -56,6 +56,9 @@ from aiortc.rtp import RtpPacket
 
 log = logging.getLogger("visio.media.aiortc_hooks")
 
+#: The longest a peer connection's close may take before it is left to itself.
+CLOSE_TIMEOUT = 5.0
+
 #: Versions whose private internals these hooks were checked against.
 VERIFIED_VERSIONS: dict[str, tuple[str, ...]] = {"aiortc": ("1.16.0",), "aioice": ("0.13.0",)}
 
@@ -205,7 +208,21 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
     would run forever. Wait for each ICE transport's start to finish, then cancel it.
     """
     transports = ice_transports(pc)
-    await pc.close()
+    closing = asyncio.ensure_future(pc.close())
+    done, _ = await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT)
+    if not done:
+        # Seen once in a few dozen trunk shutdowns: pc.close() waited forever. Say on
+        # what, and go on: a close must never hold up a meeting or a shutdown.
+        stuck = [
+            f"{task.get_coro()!r} at {task.get_stack(limit=1)}"
+            for task in asyncio.all_tasks()
+            if "aiortc" in repr(task.get_coro()) or "aioice" in repr(task.get_coro())
+        ]
+        log.warning(
+            "Closing a peer connection took over %.0f s; left behind: %s",
+            CLOSE_TIMEOUT,
+            "; ".join(stuck) or "nothing of aiortc",
+        )
     for transport in transports:
         starting: asyncio.Event | None = getattr(transport, "_RTCIceTransport__start", None)
         if starting is not None:

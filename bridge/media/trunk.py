@@ -682,6 +682,8 @@ class Trunk:
             self._listener.trunk_state(data)
 
     def _on_media_message(self, data: str | bytes) -> None:
+        if self._closed:
+            return  # the last messages of a trunk being closed: nothing to map any more
         try:
             message = _read(data)
             if "levels" in message:
@@ -773,6 +775,7 @@ class Trunk:
             self._refused.clear()
             pc, self._pc = self._pc, None
             if pc is not None:
+                self._log.debug("trunk %s: closing its connection", self.trunk_id)
                 await close_peer_connection(pc)
         finally:
             self._host.trunk_closed(self)

@@ -387,3 +387,21 @@ async def test_bad_state_messages_are_ignored_and_disturb_nothing(
     # A valid message after all of that is still applied.
     host_end.trunk_state(joined())
     await until(lambda: "@mallory:b.test" in names(meeting_a))
+
+
+async def test_a_stop_while_the_last_person_leaves_closes_the_trunk_once(
+    sides: dict[str, Side],
+) -> None:
+    a, b = sides["a"], sides["b"]
+    meeting_a = await hosted(a, b)
+    meeting_b = b.meetings.live(meeting_a.id)
+    assert meeting_b is not None
+    await a.meetings.join(meeting_a, a.person("alice"), "Alice", RecordingAttendee())
+    bob = await b.meetings.join(meeting_b, b.person("bob"), "Bob", RecordingAttendee())
+    await until(lambda: bob.id in meeting_a.participants)
+    # B stops (its door closes its trunks) while its last person leaves: both close the
+    # same trunk at once, and neither waits for the other forever.
+    async with asyncio.timeout(5):
+        await asyncio.gather(b.door.close(), bob.leave())
+    assert b.door.links == () and all(t.closed_with for t in b.trunk_media())
+    await until(lambda: bob.id not in meeting_a.participants and not a.door.links)

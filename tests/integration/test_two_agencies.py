@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Frame, Page
 
+from bridge.config import load_config
 from tests.harness.synapse import (
     JSON,
     LocalCA,
@@ -30,6 +31,7 @@ from tests.integration.browser import (
     join_from_prejoin,
     new_participant,
     wait_for_remote_media,
+    wait_for_state,
 )
 from tests.integration.conftest import (
     Stack,
@@ -38,6 +40,7 @@ from tests.integration.conftest import (
     write_bridge_config,
 )
 from tests.integration.signaling_client import SignalingClient
+from tests.integration.test_crash import ready_count, start_bridge
 
 
 @dataclass
@@ -48,9 +51,12 @@ class Agencies:
 
 
 @asynccontextmanager
-async def federating_agencies(root: Path, count: int) -> AsyncIterator[list[Stack]]:
+async def federating_agencies(
+    root: Path, count: int, outside: Sequence[int] = ()
+) -> AsyncIterator[list[Stack]]:
     """``count`` agencies, each a Synapse and a bridge, federating over TLS on loopback;
-    every bridge trusts the others' bots for trunks and lets their users in."""
+    every bridge trusts the others' bots for trunks and lets their users in. The bridges
+    of the agencies numbered in ``outside`` are not started: the test runs them."""
     ca = LocalCA.create(root / "ca")
     ports = free_ports(4 * count)
     fed_ports = [ports[4 * i + 1] for i in range(count)]
@@ -90,8 +96,9 @@ async def federating_agencies(root: Path, count: int) -> AsyncIterator[list[Stac
         stacks.append(Stack(directory, homeserver, config_path))
     await asyncio.gather(*(stack.homeserver.start() for stack in stacks))
     try:
-        for stack in stacks:
-            await stack.start_bridge()
+        for i, stack in enumerate(stacks):
+            if i not in outside:
+                await stack.start_bridge()
         yield stacks
     finally:
         for stack in stacks:
@@ -521,18 +528,33 @@ async def test_the_trunk_rides_out_a_federation_pause_and_comes_back_after_resta
         await receives(bob, alice)
         assert len(a.bridge.trunks.links) == 1 and b.bridge is not None
         assert len(b.bridge.trunks.links) == 1
+
+        # The meeting ends while B's bridge is down: B learns it from the room's state
+        # when it is back, and ends its side.
+        await b.stop_bridge()
+        await alice_user.send_text(room_id, "!visio end")
+        await alice_user.wait_for_message(
+            room_id, lambda e: "ended after" in e["content"].get("body", "")
+        )
+        await b.start_bridge()
+
+        async def b_side_ended() -> bool:
+            assert b.bridge is not None
+            return b.bridge.meetings.live(meeting.id) is None
+
+        await eventually(b_side_ended)
     finally:
         for client in clients:
             await client.close()
 
 
 async def meeting_frame(
-    host: FakeElement, page: Page, user: MatrixUser, widget: JSON, room_id: str, own: Stack
+    host: FakeElement, page: Page, user: MatrixUser, widget: JSON, room_id: str, own_url: str
 ) -> Frame:
     """Open the room's widget in the fake Element as ``user``; returns the frame their
-    meeting runs in: the widget itself, or their own agency's bridge's page in it."""
+    meeting runs in: the widget itself, or their own agency's bridge's page (at
+    ``own_url``) in it."""
     frame = await widget_frame(host, page, user, widget, room_id)
-    own_url = str(own.config["web.public_url"])
     if widget["url"].startswith(own_url):
         return frame
 
@@ -594,7 +616,10 @@ async def test_three_agencies_meet_in_a_star_around_the_host(
             for user, own in ((alice_user, a), (bob_user, b), (carol_user, c)):
                 person = await new_participant(browser)
                 people.append(person)
-                frame = await meeting_frame(fake_element, person.page, user, widget, room_id, own)
+                own_url = str(own.config["web.public_url"])
+                frame = await meeting_frame(
+                    fake_element, person.page, user, widget, room_id, own_url
+                )
                 await join_from_prejoin(frame)
                 frames.append(frame)
             ids = [
@@ -615,3 +640,80 @@ async def test_three_agencies_meet_in_a_star_around_the_host(
         finally:
             for person in people:
                 await person.close()
+
+
+async def test_a_killed_satellite_comes_back_with_its_people_and_the_trunk(
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+    fake_element: FakeElement,  # noqa: F811
+) -> None:
+    async with federating_agencies(tmp_path, 2, outside=[1]) as (a, b):
+        assert a.bridge is not None
+        b_config = load_config(str(b.config_path))
+        b_bot, b_url = b_config.bot_mxid, str(b_config["web.public_url"])
+        log = b.directory / "bridge.log"
+        process = await start_bridge(b.config_path, log)
+        people = []
+        try:
+            await ready_count(log, 1)
+            alice_user, bob_user = await a.user("alice"), await b.user("bob")
+            room_id = await a.room_with_bot(alice_user)
+            for invitee in (bob_user.user_id, b_bot):
+                await alice_user.invite(room_id, invitee)
+            await bob_user.wait_for_invite(lambda invited, _state: invited == room_id)
+            await bob_user.join(room_id, via=[a.homeserver.server_name])
+            for member in (bob_user.user_id, b_bot):
+                await alice_user.wait_for_event(room_id, member_event(member, membership="join"))
+            await alice_user.send_text(room_id, "!visio start Inter-agency")
+            await alice_user.wait_for_message(
+                room_id, lambda e: "started" in e["content"].get("body", "")
+            )
+            meeting = a.bridge.meetings.live_in_room(room_id)
+            assert meeting is not None
+            widget = await alice_user.wait_for_state(
+                room_id, "im.vector.modular.widgets", state_key=f"visio_{meeting.id}"
+            )
+            assert widget is not None
+
+            async def b_serves() -> bool:
+                assert a.bridge is not None
+                server = b.homeserver.server_name
+                return await a.bridge.federation.peer_door(room_id, server) is not None
+
+            await eventually(b_serves)
+            frames = []
+            a_url = str(a.config["web.public_url"])
+            for user, own_url in ((alice_user, a_url), (bob_user, b_url)):
+                person = await new_participant(browser)
+                people.append(person)
+                frame = await meeting_frame(
+                    fake_element, person.page, user, widget, room_id, own_url
+                )
+                await join_from_prejoin(frame)
+                frames.append(frame)
+            alice, bob = frames
+            alice_id = str(await alice.evaluate("() => window.visio.self.participant_id"))
+            bob_id = str(await bob.evaluate("() => window.visio.self.participant_id"))
+            await wait_for_remote_media(alice, [bob_id], within=30)
+            await wait_for_remote_media(bob, [alice_id], within=30)
+
+            # B's bridge is killed: no goodbye, its trunk just goes quiet.
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+            await wait_for_state(bob, "reconnecting")
+            process = await start_bridge(b.config_path, log)
+            await ready_count(log, 2)
+            # Bob's page rejoins B by itself; B offers a new trunk, which replaces the
+            # dead one at A; Alice sees Bob's video again after a pause.
+            await wait_for_state(bob, "joined", within=30)
+            new_bob = str(await bob.evaluate("() => window.visio.self.participant_id"))
+            await wait_for_remote_media(alice, [new_bob], within=40)
+            await wait_for_remote_media(bob, [alice_id], within=40)
+            assert bob_id not in meeting.participants
+            assert [link.peer for link in a.bridge.trunks.links] == [b_bot]
+        finally:
+            for person in people:
+                await person.close()
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 20)
