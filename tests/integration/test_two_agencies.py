@@ -16,6 +16,8 @@ import pytest
 from playwright.async_api import Browser, Frame, Page
 
 from bridge.config import load_config
+from bridge.livekit.messages import track_sid
+from tests.harness.livekit_client import LiveKitClient
 from tests.harness.synapse import (
     JSON,
     LocalCA,
@@ -41,6 +43,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.signaling_client import SignalingClient
 from tests.integration.test_crash import ready_count, start_bridge
+from tests.integration.test_livekit_rtc import livekit_token, sent_and_received
 
 
 @dataclass
@@ -82,6 +85,7 @@ async def federating_agencies(
                 },
                 "federation.ca_file": str(ca.cert_path),
                 "federation.peer_bridges": [f"@visio:{other}" for other in others],
+                "matrix_rtc.enabled": True,
                 "bridge.permissions": {"*": "none", **{name: "user" for name in names}},
             },
         )
@@ -302,6 +306,17 @@ async def test_each_agency_serves_its_own_people_and_one_trunk_links_the_bridges
         )
         assert state is not None and state["host"] == a.bot
 
+        # A trunk offer from anyone but a trusted peer bridge's bot is ignored: Bob is of
+        # B's server, but not its bridge.
+        forged = {
+            "version": 1,
+            "host": a.bot,
+            "meeting_id": meeting_a.id,
+            "trunk_id": "tforged",
+            "sdp": "v=0",
+        }
+        await bob.send_event(room_id, "io.visiobridge.trunk.offer", forged)
+
         # Each bot answers its own agency's people, who so get their own bridge's links.
         def reply_to(event_id: str, sender: str) -> Callable[[JSON], bool]:
             def matches(event: JSON) -> bool:
@@ -323,6 +338,13 @@ async def test_each_agency_serves_its_own_people_and_one_trunk_links_the_bridges
         # A handles the room's events in order: by now it has seen Bob's and kept quiet.
         assert not any(reply_to(bob_asks, a.bot)(e) for e in alice.timeline(room_id))
         assert not any(reply_to(alice_asks, b.bot)(e) for e in alice.timeline(room_id))
+        # ... and by then it has also ignored the forged offer: no answer, no trunk.
+        assert not any(
+            e["type"] == "io.visiobridge.trunk.answer"
+            and e["content"].get("trunk_id") == "tforged"
+            for e in alice.timeline(room_id)
+        )
+        assert [link.peer for link in a.bridge.trunks.links] == [b.bot]
 
         # The host's moderator ends it: it ends on both bridges, for both people.
         await alice.send_text(room_id, "!visio end")
@@ -717,3 +739,51 @@ async def test_a_killed_satellite_comes_back_with_its_people_and_the_trunk(
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(process.wait(), 20)
+
+
+async def test_element_call_on_one_side_meets_the_web_client_on_the_other(
+    agencies: Agencies,
+) -> None:
+    a, b = agencies.a, agencies.b
+    assert a.bridge is not None and b.bridge is not None
+    alice_user = await a.user("alice")
+    bob_user = await b.user("bob")
+    room_id = await shared_room(a, b, alice_user, bob_user)
+    await alice_user.send_text(room_id, "!visio start Inter-agency")
+    await alice_user.wait_for_message(room_id, lambda e: "started" in e["content"].get("body", ""))
+    meeting = a.bridge.meetings.live_in_room(room_id)
+    assert meeting is not None
+
+    async def b_has_its_side() -> bool:
+        return b.bridge is not None and b.bridge.meetings.live(meeting.id) is not None
+
+    await eventually(b_has_its_side)
+    alice = await joined_client(a, alice_user, meeting.id)
+    # Bob calls from Element Call, whose MatrixRTC transport is his own agency's bridge.
+    token = await livekit_token(b, bob_user, room_id, "BOBPHONE")
+    assert token["url"].startswith(str(b.config["web.public_url"]).replace("http", "ws", 1))
+    bob = LiveKitClient(token["url"], token["jwt"])
+    try:
+        await bob.connect()
+        await bob.publish()
+        assert bob.camera is not None and alice.camera is not None
+        bob_camera = bob.camera
+
+        async def alice_sees_bob() -> bool:
+            frames = alice.frames_from(bob.sid, "camera")
+            return len(frames) >= 10 and all(f.data in set(bob_camera.sent) for f in frames)
+
+        await eventually(alice_sees_bob, within=30)
+        alice_camera = alice.camera
+        await bob.wait_for(
+            lambda: sent_and_received(
+                alice_camera, bob.frames_of(track_sid(alice.participant_id, "camera"))
+            ),
+            30,
+        )
+        assert alice.participant_id in {p.sid for p in bob.others()}
+        # Bob is B's: at A he is behind the trunk, and A's side shows his call's tracks.
+        assert meeting.participants[bob.sid].via is not None
+    finally:
+        await bob.close()
+        await alice.close()
