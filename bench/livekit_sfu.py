@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from aiohttp import web
 from sfu import (  # bench/sfu.py: the same process handling and measuring
-    cpu_model,
+    encode_media,
     own_cpu_seconds,
     process_cpu_seconds,
     process_rss_mib,
@@ -57,8 +56,6 @@ from tests.harness.synthetic import (
     LoopedOpusTrack,
     LoopedVideoTrack,
     Vp8Clip,
-    encode_opus_loop,
-    encode_vp8_clip,
 )
 
 KEY = "bench key, at least thirty-two characters long"
@@ -252,15 +249,7 @@ def print_table(results: Sequence[Result]) -> None:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    started = time.monotonic()
-    clip = encode_vp8_clip(640, 360, 30, 1_000_000, seconds=4)
-    opus = encode_opus_loop()
-    print(
-        f"clip: VP8 640x360 30 fps, {clip.bitrate / 1e6:.2f} Mbit/s, encoded in "
-        f"{time.monotonic() - started:.1f} s; machine: {cpu_model()}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.2f}",
-        flush=True,
-    )
+    clip, opus = encode_media()
     results: list[Result] = []
     for count in args.receivers:
         results.append(await run_round(count, clip, opus, args))

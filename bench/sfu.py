@@ -371,7 +371,9 @@ def print_table(results: list[Result]) -> None:
         )
 
 
-async def bench(args: argparse.Namespace) -> None:
+def encode_media() -> tuple[Vp8Clip, tuple[bytes, ...]]:
+    """The publisher's media, encoded once before the runs (so publishing costs next to
+    nothing); says what it is and on what machine the run is."""
     started = time.monotonic()
     clip = encode_vp8_clip(640, 360, 30, 1_000_000, seconds=4)
     opus = encode_opus_loop()
@@ -381,6 +383,11 @@ async def bench(args: argparse.Namespace) -> None:
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    return clip, opus
+
+
+async def bench(args: argparse.Namespace) -> None:
+    clip, opus = encode_media()
     results = []
     for count in args.receivers:
         results.append(await run_round(count, clip, opus, args))

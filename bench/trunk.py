@@ -47,7 +47,7 @@ from sfu import (  # bench/sfu.py: the same clients, process handling and measur
     LOOPBACK,
     Publisher,
     Receiver,
-    cpu_model,
+    encode_media,
     own_cpu_seconds,
     participant_handler,
     process_cpu_seconds,
@@ -60,7 +60,7 @@ from sfu import (  # bench/sfu.py: the same clients, process handling and measur
 from bridge.media import MediaError, MediaSettings, Router
 from bridge.media.trunk import Trunk
 from bridge.meeting.media import TrunkLimits
-from tests.harness.synthetic import Vp8Clip, encode_opus_loop, encode_vp8_clip
+from tests.harness.synthetic import Vp8Clip
 
 PUBLISHER = "publisher"
 
@@ -326,15 +326,7 @@ def print_table(results: list[Result]) -> None:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    started = time.monotonic()
-    clip = encode_vp8_clip(640, 360, 30, 1_000_000, seconds=4)
-    opus = encode_opus_loop()
-    print(
-        f"clip: VP8 640x360 30 fps, {clip.bitrate / 1e6:.2f} Mbit/s over {len(clip.frames)} "
-        f"frames, encoded in {time.monotonic() - started:.1f} s; machine: {cpu_model()}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
-        flush=True,
-    )
+    clip, opus = encode_media()
     results = []
     for run in range(1, args.repeat + 1):
         for count in args.receivers:

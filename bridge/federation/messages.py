@@ -128,22 +128,7 @@ class RemoteParticipant:
 
 def participant_message(kind: str, participant: Participant) -> str:
     """``joined`` or ``updated``, for a participant the other side should see."""
-    return json.dumps(
-        {
-            "type": kind,
-            "participant": {
-                "id": participant.id,
-                "user_id": participant.user_id,
-                "display_name": participant.display_name,
-                "avatar_url": participant.avatar_url,
-                "role": participant.role.name.lower(),
-                "audio_muted": participant.audio_muted,
-                "video_muted": participant.video_muted,
-                "hand_raised": participant.hand_raised,
-                "encrypted": participant.encrypted,
-            },
-        }
-    )
+    return json.dumps({"type": kind, "participant": participant.describe()})
 
 
 def state_message(kind: str, **fields: Any) -> str:
@@ -184,7 +169,7 @@ def parse_participant(message: dict[str, Any]) -> RemoteParticipant:
             raise BadMessage(f"{key!r} is not true or false")
         flags[key] = data[key]
     return RemoteParticipant(
-        id=_text(data, "id", _PARTICIPANT_ID),
+        id=_text(data, "participant_id", _PARTICIPANT_ID),
         user_id=_text(data, "user_id", _USER_ID),
         display_name=name,
         avatar_url=avatar,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .attendee import Attendee
 from .events import MeetingEvent, Track
@@ -61,6 +61,20 @@ class Participant:
 
     def __repr__(self) -> str:
         return f"<Participant {self.id} {self.user_id} in {self.meeting.id}>"
+
+    def describe(self) -> dict[str, Any]:
+        """What the others may know of them, as our web protocol and trunks carry it."""
+        return {
+            "participant_id": self.id,
+            "user_id": self.user_id,
+            "display_name": self.display_name,
+            "avatar_url": self.avatar_url,
+            "role": self.role.name.lower(),
+            "audio_muted": self.audio_muted,
+            "video_muted": self.video_muted,
+            "hand_raised": self.hand_raised,
+            "encrypted": self.encrypted,
+        }
 
     @property
     def present(self) -> bool:

@@ -171,20 +171,6 @@ class RateLimit:
         return True
 
 
-def participant_json(participant: Participant) -> dict[str, Any]:
-    return {
-        "participant_id": participant.id,
-        "user_id": participant.user_id,
-        "display_name": participant.display_name,
-        "avatar_url": participant.avatar_url,
-        "role": participant.role.name.lower(),
-        "audio_muted": participant.audio_muted,
-        "video_muted": participant.video_muted,
-        "hand_raised": participant.hand_raised,
-        "encrypted": participant.encrypted,
-    }
-
-
 def track_json(track: Track) -> dict[str, Any]:
     return {"participant_id": track.participant_id, "source": track.source, "kind": track.kind}
 
@@ -332,13 +318,9 @@ class Session:
         if isinstance(event, Welcome):
             self.send(self._joined(event))
         elif isinstance(event, ParticipantJoined):
-            self.send(
-                {"type": "participant_joined", "participant": participant_json(event.participant)}
-            )
+            self.send({"type": "participant_joined", "participant": event.participant.describe()})
         elif isinstance(event, ParticipantUpdated):
-            self.send(
-                {"type": "participant_updated", "participant": participant_json(event.participant)}
-            )
+            self.send({"type": "participant_updated", "participant": event.participant.describe()})
         elif isinstance(event, ParticipantLeft):
             self.send({"type": "participant_left", "participant_id": event.participant_id})
         elif isinstance(event, TrackAdded):
@@ -365,7 +347,7 @@ class Session:
                 "title": meeting.title,
                 "state": meeting.state.value,
             },
-            "participants": [participant_json(other) for other in welcome.others],
+            "participants": [other.describe() for other in welcome.others],
             "tracks": [track_json(track) for track in welcome.tracks],
             "active_speaker": welcome.active_speaker,
             "ice_servers": self.door.ice_servers(me.user_id),

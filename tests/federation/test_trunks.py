@@ -355,7 +355,7 @@ async def test_bad_state_messages_are_ignored_and_disturb_nothing(
 
     def joined(**changes: Any) -> str:
         participant = {
-            "id": "pmallory",
+            "participant_id": "pmallory",
             "user_id": "@mallory:b.test",
             "display_name": "M",
             "avatar_url": None,
@@ -371,8 +371,8 @@ async def test_bad_state_messages_are_ignored_and_disturb_nothing(
         "not json",
         "[]",
         json.dumps({"type": "teleport"}),
-        joined(user_id="@alice:a.test", id="pfake"),  # a user of A, claimed by B
-        joined(id=alice.id),  # a taken participant id
+        joined(user_id="@alice:a.test", participant_id="pfake"),  # a user of A, claimed by B
+        joined(participant_id=alice.id),  # a taken participant id
         joined(role="admin"),
         joined(display_name="x" * 10_000),
         json.dumps({"type": "speaker", "participant_id": bob.id}),  # the host decides
