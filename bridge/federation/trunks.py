@@ -75,6 +75,8 @@ log = logging.getLogger("visio.federation")
 #: Negotiation events older than this are stale (a replay, or a backlog after an
 #: outage): their sender has given up on them already.
 MAX_EVENT_AGE_MS = 120_000
+#: The most people one trunk may bring into a meeting (each is a participant here).
+MAX_BEHIND = 500
 #: Trunk ids remembered to ignore replayed offers and answers.
 _SEEN = 4096
 
@@ -268,6 +270,9 @@ class TrunkLink:
             raise BadMessage(f"{remote.user_id} is in this meeting through this bridge")
         if existing is not None:
             return
+        behind = sum(p.via == self.trunk_id for p in meeting.participants.values())
+        if behind >= MAX_BEHIND:
+            raise BadMessage(f"{behind} people behind one trunk is the most")
         assert self.media is not None
         identity = Identity(
             remote.user_id, remote.server, remote.display_name, remote.avatar_url, remote.role

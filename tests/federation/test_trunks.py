@@ -16,6 +16,7 @@ from mautrix.util.async_db import Database
 from bridge.clock import ManualClock
 from bridge.db import Storage, upgrade_table
 from bridge.federation import TRUNK_ANSWER, TRUNK_OFFER, TrunkPolicy, Trunks
+from bridge.federation import trunks as trunks_module
 from bridge.meeting.events import ParticipantJoined, ParticipantLeft, ParticipantUpdated
 from bridge.meeting.identity import Identity
 from bridge.meeting.media import ActiveSpeaker
@@ -342,7 +343,7 @@ async def test_bad_negotiation_is_refused_or_ignored(sides: dict[str, Side]) -> 
 
 
 async def test_bad_state_messages_are_ignored_and_disturb_nothing(
-    sides: dict[str, Side], caplog: pytest.LogCaptureFixture
+    sides: dict[str, Side], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = sides["a"], sides["b"]
     meeting_a = await hosted(a, b)
@@ -387,6 +388,12 @@ async def test_bad_state_messages_are_ignored_and_disturb_nothing(
     # A valid message after all of that is still applied.
     host_end.trunk_state(joined())
     await until(lambda: "@mallory:b.test" in names(meeting_a))
+    # A trunk brings at most MAX_BEHIND people.
+    monkeypatch.setattr(trunks_module, "MAX_BEHIND", 2)
+    host_end.trunk_state(joined(participant_id="pmore", user_id="@more:b.test"))
+    await asyncio.sleep(0.1)
+    assert "@more:b.test" not in names(meeting_a)
+    assert "people behind one trunk is the most" in caplog.text
 
 
 async def test_a_stop_while_the_last_person_leaves_closes_the_trunk_once(
