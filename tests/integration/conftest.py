@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from bridge.__main__ import write_registration
 from bridge.config import Config, load_config
 from bridge.context import Bridge
 from tests.harness.synapse import LocalSynapse, MatrixUser, free_ports, member_event
@@ -66,15 +67,33 @@ def write_bridge_config(
     return path
 
 
-def generate_registration(config_path: Path) -> Path:
-    """Run the real `python -m bridge -g`, as an operator does."""
+def generate_registration(config_path: Path, *, cli: bool = False) -> Path:
+    """Generate the registration and the config's tokens, as `python -m bridge -g` does:
+    with ``cli``, by running it as an operator does (tests/integration/test_cli.py);
+    otherwise with the same calls in this process, which saves each test the two seconds
+    a new interpreter takes to import the bridge."""
     registration = config_path.parent / "registration.yaml"
-    subprocess.run(
-        [sys.executable, "-m", "bridge", "-g", "-c", str(config_path), "-r", str(registration)],
-        check=True,
-        capture_output=True,
-        cwd=config_path.parent,
-    )
+    if cli:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bridge",
+                "-g",
+                "-c",
+                str(config_path),
+                "-r",
+                str(registration),
+            ],
+            check=True,
+            capture_output=True,
+            cwd=config_path.parent,
+        )
+        return registration
+    config = load_config(str(config_path))
+    data = config.generate_registration()
+    config.save()
+    write_registration(str(registration), data)
     return registration
 
 

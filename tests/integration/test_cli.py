@@ -47,7 +47,7 @@ class Setup:
         self.config = write_bridge_config(
             directory, self.hs_port, self.as_port, self.web_port, f"sqlite:{directory}/b.db"
         )
-        self.registration = generate_registration(self.config)
+        self.registration = generate_registration(self.config, cli=True)
         self.homeserver = LocalSynapse(
             directory / "synapse",
             port=self.hs_port,
