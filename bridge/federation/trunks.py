@@ -147,8 +147,8 @@ class TrunkLink:
         self.media: TrunkMedia | None = None
         self.opened = False
         self.closed = False
-        #: When the offer was sent (satellite) or received (host), server time.
-        self.offered_at = 0
+        #: Who the other bridge was told is in, through this trunk.
+        self._told: set[str] = set()
         self._inbox: asyncio.Queue[str] = asyncio.Queue(maxsize=1024)
         self._worker: asyncio.Task[None] | None = None
 
@@ -165,7 +165,7 @@ class TrunkLink:
         self._send(state_message("hello", version=VERSION, meeting_id=self.meeting.id))
         for participant in list(self.meeting.participants.values()):
             if participant.via != self.trunk_id:
-                self._send(participant_message("joined", participant))
+                self._tell_joined("joined", participant)
         if self.hosting:
             live = self.door.meetings.media_of(self.meeting.id)
             if live is not None and live.active_speaker is not None:
@@ -192,11 +192,11 @@ class TrunkLink:
         if isinstance(event, ParticipantJoined | ParticipantUpdated):
             if event.participant.via != self.trunk_id:
                 kind = "joined" if isinstance(event, ParticipantJoined) else "updated"
-                self._send(participant_message(kind, event.participant))
+                self._tell_joined(kind, event.participant)
         elif isinstance(event, ParticipantLeft):
-            participant_id = event.participant_id
-            if not self._behind(participant_id):
-                self._send(state_message("left", participant_id=participant_id))
+            if event.participant_id in self._told:
+                self._told.discard(event.participant_id)
+                self._send(state_message("left", participant_id=event.participant_id))
         elif isinstance(event, SpeakerChanged):
             if self.hosting:
                 self._send(state_message("speaker", participant_id=event.participant_id))
@@ -293,6 +293,10 @@ class TrunkLink:
                 hand_raised=remote.hand_raised,
                 encrypted=remote.encrypted,
             )
+
+    def _tell_joined(self, kind: str, participant: Participant) -> None:
+        self._told.add(participant.id)
+        self._send(participant_message(kind, participant))
 
     def _behind(self, participant_id: str) -> Participant | None:
         participant = self.meeting.participants.get(participant_id)

@@ -158,6 +158,7 @@ async def test_two_sides_one_meeting_both_ways(sides: dict[str, Side]) -> None:
     )
     # Their media comes over the trunk: no connection of their own on either side.
     assert a.trunk_media()[0].remotes == [bob.id]
+    host_end = a.trunk_media()[0]
     assert b.trunk_media()[0].remotes == [alice.id]
 
     # Mute and hand cross.
@@ -185,6 +186,13 @@ async def test_two_sides_one_meeting_both_ways(sides: dict[str, Side]) -> None:
     )
     await until(lambda: not a.door.links and not b.door.links)
     assert all(t.closed_with is not None for t in a.trunk_media() + b.trunk_media())
+    # A never told B about B's own people coming or going (only who speaks).
+    told_b = [json.loads(m) for m in host_end.sent]
+    roster = [m for m in told_b if m["type"] in ("joined", "updated", "left")]
+    assert roster and not any(
+        bob.id in (m.get("participant_id"), (m.get("participant") or {}).get("participant_id"))
+        for m in roster
+    )
 
     # The host's summary lists Bob too, with his server; only A's people are stored at A.
     stays = await a.storage.attendance.for_meeting(meeting_a.id)
