@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from bridge.federation import TRUNK_ANSWER, TRUNK_OFFER, TrunkPolicy, Trunks
 from bridge.federation import trunks as trunks_module
 from bridge.meeting.events import ParticipantJoined, ParticipantLeft, ParticipantUpdated
 from bridge.meeting.identity import Identity
+from bridge.meeting.live import Participant
 from bridge.meeting.media import ActiveSpeaker
 from bridge.meeting.meeting import Meeting, MeetingSummary
 from bridge.meeting.meetings import Meetings
@@ -127,6 +129,28 @@ async def hosted(a: Side, *others: Side) -> Meeting:
     return meeting
 
 
+@dataclass
+class Linked:
+    """A meeting hosted by A, with Alice on A and Bob on B, the trunk up between them."""
+
+    meeting_a: Meeting
+    meeting_b: Meeting
+    alice: Participant
+    bob: Participant
+    bob_door: RecordingAttendee
+
+
+async def linked(a: Side, b: Side, bob_role: Role = Role.PARTICIPANT) -> Linked:
+    meeting_a = await hosted(a, b)
+    meeting_b = b.meetings.live(meeting_a.id)
+    assert meeting_b is not None
+    alice = await a.meetings.join(meeting_a, a.person("alice"), "Alice", RecordingAttendee())
+    bob_door = RecordingAttendee()
+    bob = await b.meetings.join(meeting_b, b.person("bob", bob_role), "Bob", bob_door)
+    await until(lambda: bob.id in meeting_a.participants)
+    return Linked(meeting_a, meeting_b, alice, bob, bob_door)
+
+
 def names(meeting: Meeting) -> set[str]:
     return {p.user_id for p in meeting.participants.values()}
 
@@ -203,12 +227,8 @@ async def test_two_sides_one_meeting_both_ways(sides: dict[str, Side]) -> None:
 
 async def test_the_trunk_goes_down_and_comes_back(sides: dict[str, Side]) -> None:
     a, b = sides["a"], sides["b"]
-    meeting_a = await hosted(a, b)
-    meeting_b = b.meetings.live(meeting_a.id)
-    assert meeting_b is not None
-    alice = await a.meetings.join(meeting_a, a.person("alice"), "Alice", RecordingAttendee())
-    bob = await b.meetings.join(meeting_b, b.person("bob"), "Bob", RecordingAttendee())
-    await until(lambda: bob.id in meeting_a.participants)
+    link = await linked(a, b)
+    meeting_a, meeting_b, alice, bob = link.meeting_a, link.meeting_b, link.alice, link.bob
     first = a.door.links[0].trunk_id
 
     # The connection is lost: A drops Bob, B offers a new trunk by itself.
@@ -248,13 +268,8 @@ async def test_three_agencies_form_a_star_around_the_host(sides: dict[str, Side]
 
 async def test_an_end_on_either_side_ends_it_everywhere(sides: dict[str, Side]) -> None:
     a, b = sides["a"], sides["b"]
-    meeting_a = await hosted(a, b)
-    meeting_b = b.meetings.live(meeting_a.id)
-    assert meeting_b is not None
-    await a.meetings.join(meeting_a, a.person("alice"), "Alice", RecordingAttendee())
-    bob_door = RecordingAttendee()
-    bob = await b.meetings.join(meeting_b, b.person("bob", Role.MODERATOR), "Bob", bob_door)
-    await until(lambda: bob.id in meeting_a.participants)
+    link = await linked(a, b, bob_role=Role.MODERATOR)
+    meeting_a, meeting_b, bob, bob_door = link.meeting_a, link.meeting_b, link.bob, link.bob_door
 
     # A moderator of B ends it: A is told over the trunk, ends it and posts the summary.
     assert await b.door.end_everywhere(meeting_b, bob.user_id)
@@ -268,13 +283,8 @@ async def test_an_end_on_either_side_ends_it_everywhere(sides: dict[str, Side]) 
 
 async def test_the_host_ending_ends_the_satellite(sides: dict[str, Side]) -> None:
     a, b = sides["a"], sides["b"]
-    meeting_a = await hosted(a, b)
-    meeting_b = b.meetings.live(meeting_a.id)
-    assert meeting_b is not None
-    await a.meetings.join(meeting_a, a.person("alice"), "Alice", RecordingAttendee())
-    bob_door = RecordingAttendee()
-    bob = await b.meetings.join(meeting_b, b.person("bob"), "Bob", bob_door)
-    await until(lambda: bob.id in meeting_a.participants)
+    link = await linked(a, b)
+    meeting_a, meeting_b, bob_door = link.meeting_a, link.meeting_b, link.bob_door
     await a.meetings.end(meeting_a, "@alice:a.test")
     await until(lambda: not meeting_b.is_live and bool(bob_door.dismissals))
     assert [d.code for d in bob_door.dismissals] == ["meeting_ended"]
@@ -354,12 +364,8 @@ async def test_bad_state_messages_are_ignored_and_disturb_nothing(
     sides: dict[str, Side], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = sides["a"], sides["b"]
-    meeting_a = await hosted(a, b)
-    meeting_b = b.meetings.live(meeting_a.id)
-    assert meeting_b is not None
-    alice = await a.meetings.join(meeting_a, a.person("alice"), "Alice", RecordingAttendee())
-    bob = await b.meetings.join(meeting_b, b.person("bob"), "Bob", RecordingAttendee())
-    await until(lambda: bob.id in meeting_a.participants)
+    link = await linked(a, b)
+    meeting_a, alice, bob = link.meeting_a, link.alice, link.bob
     host_end = a.door.links[0]
 
     def joined(**changes: Any) -> str:
@@ -408,12 +414,8 @@ async def test_a_stop_while_the_last_person_leaves_closes_the_trunk_once(
     sides: dict[str, Side],
 ) -> None:
     a, b = sides["a"], sides["b"]
-    meeting_a = await hosted(a, b)
-    meeting_b = b.meetings.live(meeting_a.id)
-    assert meeting_b is not None
-    await a.meetings.join(meeting_a, a.person("alice"), "Alice", RecordingAttendee())
-    bob = await b.meetings.join(meeting_b, b.person("bob"), "Bob", RecordingAttendee())
-    await until(lambda: bob.id in meeting_a.participants)
+    link = await linked(a, b)
+    meeting_a, bob = link.meeting_a, link.bob
     # B stops (its door closes its trunks) while its last person leaves: both close the
     # same trunk at once, and neither waits for the other forever.
     async with asyncio.timeout(5):

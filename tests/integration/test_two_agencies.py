@@ -223,16 +223,55 @@ async def receives(client: SignalingClient, sender: SignalingClient, count: int 
     await eventually(enough, within=30)
 
 
-async def shared_room(a: Stack, b: Stack, alice: MatrixUser, bob: MatrixUser) -> str:
-    """A room of agency A with both agencies' bots and one person of each."""
+async def shared_room(
+    a: Stack, alice: MatrixUser, guests: Sequence[tuple[MatrixUser, str]]
+) -> str:
+    """A room of agency A with its bot and, for each other agency, one person and its
+    bridge's bot (``guests``: (person, bot) pairs)."""
     room_id = await a.room_with_bot(alice)
-    for invitee in (bob.user_id, b.bot):
+    members = [member for person, bot in guests for member in (person.user_id, bot)]
+    for invitee in members:
         await alice.invite(room_id, invitee)
-    await bob.wait_for_invite(lambda invited, _state: invited == room_id)
-    await bob.join(room_id, via=[a.homeserver.server_name])
-    for member in (bob.user_id, b.bot):
+    for person, _bot in guests:
+        await person.wait_for_invite(lambda invited, _state: invited == room_id)
+        await person.join(room_id, via=[a.homeserver.server_name])
+    for member in members:
         await alice.wait_for_event(room_id, member_event(member, membership="join"))
     return room_id
+
+
+async def start_meeting(
+    a: Stack, alice: MatrixUser, room_id: str, title: str = "Inter-agency"
+) -> tuple[Meeting, JSON]:
+    """Alice starts the room's meeting on A's bridge; returns it and its widget."""
+    assert a.bridge is not None
+    await alice.send_text(room_id, f"!visio start {title}")
+    await alice.wait_for_message(room_id, lambda e: "started" in e["content"].get("body", ""))
+    meeting = a.bridge.meetings.live_in_room(room_id)
+    assert meeting is not None
+    widget = await alice.wait_for_state(
+        room_id, "im.vector.modular.widgets", state_key=f"visio_{meeting.id}"
+    )
+    assert widget is not None
+    return meeting, widget
+
+
+async def served_by(a: Stack, room_id: str, meeting: Meeting, satellites: Sequence[Stack]) -> None:
+    """Wait until A knows where each satellite serves its people, and each satellite
+    running in this process keeps its side of the meeting."""
+
+    async def ready() -> bool:
+        assert a.bridge is not None
+        for satellite in satellites:
+            server = satellite.homeserver.server_name
+            if await a.bridge.federation.peer_door(room_id, server) is None:
+                return False
+            bridge = satellite.bridge
+            if bridge is not None and bridge.meetings.live(meeting.id) is None:
+                return False
+        return True
+
+    await eventually(ready)
 
 
 @dataclass
@@ -248,20 +287,10 @@ class SharedMeeting:
 async def shared_meeting(a: Stack, b: Stack) -> SharedMeeting:
     """Alice of A starts a meeting in a room with Bob of B and both bots; returns once B
     keeps its side of it and A knows where B serves its people."""
-    assert a.bridge is not None
     alice, bob = await a.user("alice"), await b.user("bob")
-    room_id = await shared_room(a, b, alice, bob)
-    await alice.send_text(room_id, "!visio start Inter-agency")
-    await alice.wait_for_message(room_id, lambda e: "started" in e["content"].get("body", ""))
-    meeting = a.bridge.meetings.live_in_room(room_id)
-    assert meeting is not None
-
-    async def ready() -> bool:
-        assert a.bridge is not None and b.bridge is not None
-        door = await a.bridge.federation.peer_door(room_id, b.homeserver.server_name)
-        return door is not None and b.bridge.meetings.live(meeting.id) is not None
-
-    await eventually(ready)
+    room_id = await shared_room(a, alice, [(bob, b.bot)])
+    meeting, _widget = await start_meeting(a, alice, room_id)
+    await served_by(a, room_id, meeting, [b])
     return SharedMeeting(room_id, meeting, alice, bob)
 
 
@@ -582,37 +611,9 @@ async def test_three_agencies_meet_in_a_star_around_the_host(
             await b.user("bob"),
             await c.user("carol"),
         )
-        room_id = await a.room_with_bot(alice_user)
-        for invitee in (bob_user.user_id, carol_user.user_id, b.bot, c.bot):
-            await alice_user.invite(room_id, invitee)
-        for guest in (bob_user, carol_user):
-            await guest.wait_for_invite(lambda invited, _state: invited == room_id)
-            await guest.join(room_id, via=[a.homeserver.server_name])
-        for member in (bob_user.user_id, carol_user.user_id, b.bot, c.bot):
-            await alice_user.wait_for_event(room_id, member_event(member, membership="join"))
-        await alice_user.send_text(room_id, "!visio start Three agencies")
-        await alice_user.wait_for_message(
-            room_id, lambda e: "started" in e["content"].get("body", "")
-        )
-        meeting = a.bridge.meetings.live_in_room(room_id)
-        assert meeting is not None
-        widget = await alice_user.wait_for_state(
-            room_id, "im.vector.modular.widgets", state_key=f"visio_{meeting.id}"
-        )
-        assert widget is not None
-
-        async def doors_known() -> bool:
-            assert a.bridge is not None
-            for satellite in (b, c):
-                server = satellite.homeserver.server_name
-                if await a.bridge.federation.peer_door(room_id, server) is None:
-                    return False
-                assert satellite.bridge is not None
-                if satellite.bridge.meetings.live(meeting.id) is None:
-                    return False
-            return True
-
-        await eventually(doors_known)
+        room_id = await shared_room(a, alice_user, [(bob_user, b.bot), (carol_user, c.bot)])
+        meeting, widget = await start_meeting(a, alice_user, room_id, "Three agencies")
+        await served_by(a, room_id, meeting, [b, c])
         people = []
         try:
             frames = []
@@ -660,30 +661,9 @@ async def test_a_killed_satellite_comes_back_with_its_people_and_the_trunk(
         try:
             await ready_count(log, 1)
             alice_user, bob_user = await a.user("alice"), await b.user("bob")
-            room_id = await a.room_with_bot(alice_user)
-            for invitee in (bob_user.user_id, b_bot):
-                await alice_user.invite(room_id, invitee)
-            await bob_user.wait_for_invite(lambda invited, _state: invited == room_id)
-            await bob_user.join(room_id, via=[a.homeserver.server_name])
-            for member in (bob_user.user_id, b_bot):
-                await alice_user.wait_for_event(room_id, member_event(member, membership="join"))
-            await alice_user.send_text(room_id, "!visio start Inter-agency")
-            await alice_user.wait_for_message(
-                room_id, lambda e: "started" in e["content"].get("body", "")
-            )
-            meeting = a.bridge.meetings.live_in_room(room_id)
-            assert meeting is not None
-            widget = await alice_user.wait_for_state(
-                room_id, "im.vector.modular.widgets", state_key=f"visio_{meeting.id}"
-            )
-            assert widget is not None
-
-            async def b_serves() -> bool:
-                assert a.bridge is not None
-                server = b.homeserver.server_name
-                return await a.bridge.federation.peer_door(room_id, server) is not None
-
-            await eventually(b_serves)
+            room_id = await shared_room(a, alice_user, [(bob_user, b_bot)])
+            meeting, widget = await start_meeting(a, alice_user, room_id)
+            await served_by(a, room_id, meeting, [b])
             frames = []
             a_url = str(a.config["web.public_url"])
             for user, own_url in ((alice_user, a_url), (bob_user, b_url)):
