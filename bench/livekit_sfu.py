@@ -35,6 +35,7 @@ from sfu import (  # bench/sfu.py: the same process handling and measuring
     own_cpu_seconds,
     process_cpu_seconds,
     process_rss_mib,
+    run_bounded,
     spawn_sfu,
     stop_sfu,
 )
@@ -270,7 +271,7 @@ def main() -> None:
     if args.mode == "serve":
         asyncio.run(serve(args.port))
         return
-    asyncio.run(asyncio.wait_for(bench(args), args.timeout))
+    run_bounded(bench(args), args.timeout)
 
 
 if __name__ == "__main__":

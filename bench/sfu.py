@@ -28,7 +28,7 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,6 +395,14 @@ async def bench(args: argparse.Namespace) -> None:
     print_table(results)
 
 
+def run_bounded(run: Coroutine[Any, Any, None], timeout: float) -> None:
+    """Run a benchmark, or say that it did not finish within ``timeout`` seconds."""
+    try:
+        asyncio.run(asyncio.wait_for(run, timeout=timeout))
+    except TimeoutError:
+        sys.exit(f"the benchmark did not finish within {timeout:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -424,10 +432,7 @@ def main() -> None:
     if args.mode == "serve":
         asyncio.run(serve(args.port, args.ice_server, args.gathering_timeout))
         return
-    try:
-        asyncio.run(asyncio.wait_for(bench(args), timeout=args.timeout))
-    except TimeoutError:
-        sys.exit(f"the benchmark did not finish within {args.timeout:.0f} s")
+    run_bounded(bench(args), args.timeout)
 
 
 if __name__ == "__main__":

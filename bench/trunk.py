@@ -52,6 +52,7 @@ from sfu import (  # bench/sfu.py: the same clients, process handling and measur
     participant_handler,
     process_cpu_seconds,
     process_rss_mib,
+    run_bounded,
     sfu_stats,
     spawn_sfu,
     stop_sfu,
@@ -360,10 +361,7 @@ def main() -> None:
     if args.mode == "serve":
         asyncio.run(serve(args.port, args.role, args.trunk_tracks))
         return
-    try:
-        asyncio.run(asyncio.wait_for(bench(args), timeout=args.timeout))
-    except TimeoutError:
-        sys.exit(f"the benchmark did not finish within {args.timeout:.0f} s")
+    run_bounded(bench(args), args.timeout)
 
 
 if __name__ == "__main__":
