@@ -7,6 +7,7 @@ or Ctrl-C. Startup problems end the program with one sentence and a distinct exi
 from __future__ import annotations
 
 import copy
+import faulthandler
 import logging
 import logging.config
 import os
@@ -24,6 +25,11 @@ from .config import EXAMPLE_CONFIG, Config, ConfigError
 from .context import EXIT_CONFIG, Bridge, StartupError
 
 EXIT_NO_CONFIG = 10
+
+#: The whole stop, after SIGTERM or Ctrl-C, ends within this many seconds: past it, the
+#: stack of every thread goes to stderr (the log of whatever hangs) and the process exits
+#: with code 1, so a supervisor never has to kill a bridge that no longer serves anyone.
+STOP_LIMIT = 40
 
 
 def _fail(message: str, code: int) -> None:
@@ -159,6 +165,7 @@ class VisioBridge(Program):
 
         signal.signal(signal.SIGINT, already_stopping)
         signal.signal(signal.SIGTERM, already_stopping)
+        faulthandler.dump_traceback_later(STOP_LIMIT, exit=True)
 
     async def stop(self) -> None:
         if self.bridge is not None:

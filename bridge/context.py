@@ -50,6 +50,10 @@ from .web.ice import browser_ice_servers
 from .web.server import WebServer
 from .web.signaling import SignalingDoor, SocketLimits
 
+#: How long one step of the shutdown may take before the bridge says which and goes on:
+#: an operator's stop (systemd, Docker) must end, whatever one part is waiting for.
+STOP_STEP_TIMEOUT = 10.0
+
 log = logging.getLogger("visio.bridge")
 
 
@@ -433,10 +437,36 @@ class Bridge:
         if getattr(self.az, "runner", None) is not None:
             steps.append(("appservice", self.az.stop))
         steps.append(("database", self.db.stop))
-        for name, step in steps:
-            log.debug("Stopping: %s", name)
-            await step()
+        await stop_in_order(steps)
         log.info("Visio Bridge stopped")
+
+
+async def stop_in_order(
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]],
+    timeout: float = STOP_STEP_TIMEOUT,  # noqa: ASYNC109
+) -> None:
+    """Run the shutdown's steps one after the other, each within ``timeout`` seconds: a
+    step that overruns is cancelled and named in the log with what still runs, one that
+    fails is logged, and either way the next one goes on (the database still closes)."""
+    for name, step in steps:
+        log.debug("Stopping: %s", name)
+        try:
+            async with asyncio.timeout(timeout):
+                await step()
+        except TimeoutError:
+            waiting = [
+                f"{task.get_name()} at {task.get_stack(limit=1)}"
+                for task in asyncio.all_tasks()
+                if task is not asyncio.current_task()
+            ]
+            log.warning(
+                "Stopping the %s took over %.0f s; going on. Still running: %s",
+                name,
+                timeout,
+                "; ".join(waiting[:20]) or "nothing",
+            )
+        except Exception:
+            log.exception("Stopping the %s failed; going on", name)
 
 
 def _redact_url(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import struct
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from bridge.__main__ import write_registration
+from bridge.__main__ import STOP_LIMIT, write_registration
 from bridge.config import Config, load_config
 from bridge.context import Bridge
 from tests.harness.synapse import LocalSynapse, MatrixUser, free_ports, member_event
@@ -227,3 +228,25 @@ async def stack(
             await client.close()
         await result.stop_bridge()
         await homeserver.stop()
+
+
+async def terminate(process: asyncio.subprocess.Process, log: Path) -> None:
+    """SIGTERM a ``python -m bridge`` child and check it stops cleanly; if it does not,
+    fail with the end of its log (which holds the stacks its stop watchdog dumped)."""
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        # The bridge's own watchdog (STOP_LIMIT) ends it before this.
+        await asyncio.wait_for(process.wait(), STOP_LIMIT + 20)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail("the bridge ignored SIGTERM:\n" + log_tail(log))
+    assert process.returncode == 0, f"the bridge stopped with {process.returncode}:\n" + (
+        log_tail(log)
+    )
+
+
+def log_tail(log: Path, lines: int = 60) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from bridge.__main__ import STOP_LIMIT
 from tests.harness.synapse import LocalSynapse, free_ports
-from tests.integration.conftest import generate_registration, write_bridge_config
+from tests.integration.conftest import generate_registration, terminate, write_bridge_config
 
 
 async def run_bridge(config: Path, *extra: str, within: float = 30) -> tuple[int, str]:
@@ -94,7 +95,7 @@ async def test_runs_logs_ready_and_stops_cleanly_on_sigterm(setup: Setup) -> Non
         while not any("reached the appservice listener" in line for line in lines):
             lines.append((await process.stdout.readline()).decode())
     process.send_signal(signal.SIGTERM)
-    rest, _ = await asyncio.wait_for(process.communicate(), 20)
+    rest, _ = await asyncio.wait_for(process.communicate(), STOP_LIMIT + 20)
     assert process.returncode == 0, rest.decode()
     # Secrets stay out of the logs.
     text = "".join(lines) + rest.decode()
@@ -223,8 +224,7 @@ async def test_secrets_stay_out_of_debug_logs(setup: Setup) -> None:
                 )
                 token = message["content"]["body"].split("#token=", 1)[1].split()[0]
         finally:
-            process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), 20)
+            await terminate(process, log_path)
     text = log_path.read_text()
     assert "req #" in text  # mautrix did log its requests at DEBUG
     config = yaml.load(setup.config.read_text())

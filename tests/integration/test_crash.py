@@ -17,6 +17,7 @@ from tests.integration.browser import (
     wait_for_remote_media,
     wait_for_state,
 )
+from tests.integration.conftest import terminate
 from tests.integration.test_cli import Setup, setup  # noqa: F401 - the fixture
 
 
@@ -107,6 +108,4 @@ async def test_pages_rejoin_after_the_bridge_is_killed(
     finally:
         for person in people:
             await person.close()
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), 20)
+        await terminate(process, log)

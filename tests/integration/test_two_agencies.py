@@ -40,6 +40,7 @@ from tests.integration.conftest import (
     Stack,
     eventually,
     generate_registration,
+    terminate,
     write_bridge_config,
 )
 from tests.integration.signaling_client import SignalingClient
@@ -697,9 +698,7 @@ async def test_a_killed_satellite_comes_back_with_its_people_and_the_trunk(
         finally:
             for person in people:
                 await person.close()
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(process.wait(), 20)
+            await terminate(process, log)
 
 
 async def test_element_call_on_one_side_meets_the_web_client_on_the_other(
