@@ -55,6 +55,10 @@ def server_of(user_id: str) -> str | None:
     return match[1] if match else None
 
 
+#: What ``transcription.engine`` may be.
+TRANSCRIPTION_ENGINES = ("whisper", "pocketsphinx", "none")
+
+
 class Config(BaseFileConfig):
     """The config file, kept up to date with the example and validated before use."""
 
@@ -95,6 +99,7 @@ class Config(BaseFileConfig):
         self._validate_media()
         self._validate_federation()
         self._validate_matrix_rtc()
+        self._validate_capture()
         if not isinstance(self["logging"], dict):
             raise ConfigError("logging", "must be a logging.config.dictConfig mapping")
 
@@ -281,6 +286,41 @@ class Config(BaseFileConfig):
             raise ConfigError("matrix_rtc.enabled", "must be true or false")
         if len(self._require_str("matrix_rtc.key")) < 32:
             raise ConfigError("matrix_rtc.key", "must be at least 32 characters")
+
+    def _validate_capture(self) -> None:
+        if not isinstance(self["recording.enabled"], bool):
+            raise ConfigError("recording.enabled", "must be true or false")
+        self._require_str("recording.path")
+        engine = self["transcription.engine"]
+        if engine not in TRANSCRIPTION_ENGINES:
+            raise ConfigError(
+                "transcription.engine",
+                f"{engine!r} is not one of {', '.join(TRANSCRIPTION_ENGINES)}",
+            )
+        model_dir = self["transcription.model_dir"]
+        if not isinstance(model_dir, str):
+            raise ConfigError("transcription.model_dir", "must be a folder path (or empty)")
+        if engine == "whisper" and not model_dir.strip():
+            raise ConfigError(
+                "transcription.model_dir",
+                "must name a CTranslate2 Whisper model folder when the engine is whisper",
+            )
+        language = self["transcription.language"]
+        if not isinstance(language, str) or not re.fullmatch(r"[a-z]{2,3}", language):
+            raise ConfigError(
+                "transcription.language", f"{language!r} is not a language code like fr"
+            )
+        if engine == "pocketsphinx" and language != "en":
+            raise ConfigError(
+                "transcription.language", "pocketsphinx only knows English: set it to en"
+            )
+        speakers = self["transcription.max_speakers"]
+        if not isinstance(speakers, int) or isinstance(speakers, bool) or not 1 <= speakers <= 64:
+            raise ConfigError("transcription.max_speakers", f"{speakers!r} is not from 1 to 64")
+        for key in ("retention.transcripts_days", "retention.recordings_days"):
+            days = self[key]
+            if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= 36500:
+                raise ConfigError(key, f"{days!r} is not a number of days (0 keeps for ever)")
 
     def udp_port_range(self) -> tuple[int, int] | None:
         """``media.udp_ports`` as (low, high), or None for any port."""

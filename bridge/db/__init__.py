@@ -5,6 +5,7 @@ from __future__ import annotations
 from mautrix.util.async_db import Database
 
 from .attendance import AttendanceTable
+from .capture_file import CaptureFileTable
 from .direct_room import DirectRoomTable
 from .inbox import InboxEntry, InboxTable
 from .meeting import MeetingTable
@@ -15,6 +16,7 @@ from .upgrade import upgrade_table
 
 __all__ = [
     "AttendanceTable",
+    "CaptureFileTable",
     "DirectRoomTable",
     "InboxEntry",
     "InboxTable",
@@ -39,3 +41,4 @@ class Storage:
         self.inbox = InboxTable(db)
         self.personal_links = PersonalLinkTable(db)
         self.peer_doors = PeerDoorTable(db)
+        self.capture_files = CaptureFileTable(db)

@@ -8,7 +8,10 @@ from mautrix.util.async_db import Database
 
 from ..meeting.meeting import Meeting, MeetingState
 
-_COLUMNS = "id, room_id, title, state, started_by, started_at, ended_at, ended_by, widget_id, host"
+_COLUMNS = (
+    "id, room_id, title, state, started_by, started_at, ended_at, ended_by, widget_id, host,"
+    " recording, transcribing"
+)
 
 
 def _from_row(row: Any) -> Meeting:
@@ -23,6 +26,8 @@ def _from_row(row: Any) -> Meeting:
         ended_at=row["ended_at"],
         ended_by=row["ended_by"],
         host=row["host"],
+        recording=bool(row["recording"]),
+        transcribing=bool(row["transcribing"]),
     )
 
 
@@ -35,7 +40,8 @@ class MeetingTable:
 
     async def insert(self, meeting: Meeting) -> None:
         await self.db.execute(
-            f"INSERT INTO meeting ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            f"INSERT INTO meeting ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+            " $11, $12)",
             meeting.id,
             meeting.room_id,
             meeting.title,
@@ -46,18 +52,22 @@ class MeetingTable:
             meeting.ended_by,
             meeting.widget_id,
             meeting.host,
+            meeting.recording,
+            meeting.transcribing,
         )
 
     async def save(self, meeting: Meeting) -> None:
         await self.db.execute(
-            "UPDATE meeting SET title=$2, state=$3, ended_at=$4, ended_by=$5, room_id=$6"
-            " WHERE id=$1",
+            "UPDATE meeting SET title=$2, state=$3, ended_at=$4, ended_by=$5, room_id=$6,"
+            " recording=$7, transcribing=$8 WHERE id=$1",
             meeting.id,
             meeting.title,
             meeting.state.value,
             meeting.ended_at,
             meeting.ended_by,
             meeting.room_id,
+            meeting.recording,
+            meeting.transcribing,
         )
 
     async def get(self, meeting_id: str) -> Meeting | None:

@@ -131,6 +131,17 @@ def participant_message(kind: str, participant: Participant) -> str:
     return json.dumps({"type": kind, "participant": participant.describe()})
 
 
+_STATE_TYPES = ("hello", "joined", "updated", "left", "speaker", "capture", "end", "bye")
+
+
+def capture_of(message: dict[str, Any]) -> tuple[bool, bool]:
+    """(recording, transcribing) of a ``capture`` message."""
+    recording, transcribing = message.get("recording"), message.get("transcribing")
+    if not isinstance(recording, bool) or not isinstance(transcribing, bool):
+        raise BadMessage("capture needs recording and transcribing as true or false")
+    return recording, transcribing
+
+
 def state_message(kind: str, **fields: Any) -> str:
     return json.dumps({"type": kind, **fields})
 
@@ -143,7 +154,7 @@ def parse_state(text: str) -> dict[str, Any]:
         raise BadMessage(f"not JSON ({error})") from None
     if not isinstance(message, dict):
         raise BadMessage("not an object")
-    if message.get("type") not in ("hello", "joined", "updated", "left", "speaker", "end", "bye"):
+    if message.get("type") not in _STATE_TYPES:
         raise BadMessage(f"unknown type {message.get('type')!r}")
     return message
 

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from ..meeting.attendee import Dismissal
 from ..meeting.events import (
+    CaptureChanged,
     MeetingEnded,
     MeetingEvent,
     ParticipantJoined,
@@ -60,6 +61,7 @@ from .messages import (
     VERSION,
     BadMessage,
     RemoteParticipant,
+    capture_of,
     parse_answer,
     parse_offer,
     parse_participant,
@@ -149,6 +151,8 @@ class TrunkLink:
         self.closed = False
         #: Who the other bridge was told is in, through this trunk.
         self._told: set[str] = set()
+        #: What the other bridge was last told is captured on this side.
+        self._capture_told: tuple[bool, bool] = (False, False)
         self._inbox: asyncio.Queue[str] = asyncio.Queue(maxsize=1024)
         self._worker: asyncio.Task[None] | None = None
 
@@ -170,6 +174,7 @@ class TrunkLink:
             live = self.door.meetings.media_of(self.meeting.id)
             if live is not None and live.active_speaker is not None:
                 self._send(state_message("speaker", participant_id=live.active_speaker))
+        self._tell_capture(force=True)
 
     def trunk_state(self, message: str) -> None:
         try:
@@ -200,8 +205,19 @@ class TrunkLink:
         elif isinstance(event, SpeakerChanged):
             if self.hosting:
                 self._send(state_message("speaker", participant_id=event.participant_id))
+        elif isinstance(event, CaptureChanged):
+            self._tell_capture()
         elif isinstance(event, MeetingEnded):
             self._send(state_message("end", ended_by=event.ended_by))
+
+    def _tell_capture(self, force: bool = False) -> None:
+        """Tell the other bridge what is recorded or transcribed on this side (or
+        through another trunk of this one), so its people are told too."""
+        capture = self.meeting.capture_except(self.trunk_id)
+        if force or capture != self._capture_told:
+            self._capture_told = capture
+            recording, transcribing = capture
+            self._send(state_message("capture", recording=recording, transcribing=transcribing))
 
     # Inbound -----------------------------------------------------------------------
 
@@ -248,6 +264,8 @@ class TrunkLink:
             if self.hosting:
                 raise BadMessage("the active speaker is the host's to decide")
             meetings.set_speaker(self.meeting, participant_id_of(message))
+        elif kind == "capture":
+            meetings.set_capture_elsewhere(self.meeting, self.trunk_id, capture_of(message))
         elif kind == "end":
             await self.door._ended_by_peer(self, user_id_of(message, "ended_by"))
         elif kind == "bye":

@@ -44,6 +44,7 @@ from ..auth.signin import SignIn
 from ..clock import Clock
 from ..meeting.attendee import RESTARTING, Dismissal
 from ..meeting.events import (
+    CaptureChanged,
     MeetingEvent,
     ParticipantJoined,
     ParticipantLeft,
@@ -301,6 +302,23 @@ class LiveKitSession:
             self._update(owner)
         elif isinstance(event, SpeakerChanged):
             self._speakers(event.participant_id)
+        elif isinstance(event, CaptureChanged):
+            # livekit-client raises RecordingStatusChanged; Element Call can show it.
+            room = self._room(event.meeting)
+            room.active_recording = event.recording or event.transcribing
+            update = rtc.RoomUpdate(room=room)
+            self.send(rtc.SignalResponse(room_update=update))
+
+    def _room(self, meeting: Meeting) -> models.Room:
+        return models.Room(
+            sid=room_sid(meeting.id),
+            name=room_name(meeting.room_id),
+            creation_time=meeting.started_at // 1000,
+            creation_time_ms=meeting.started_at,
+            num_participants=len(self.people),
+            # Transcription is capture too: people are told either way.
+            active_recording=meeting.recorded or meeting.transcribed,
+        )
 
     def _person(self, participant: Participant) -> Person:
         person = Person(participant, self.door.identity_of(participant), {})
@@ -318,13 +336,7 @@ class LiveKitSession:
         meeting = welcome.meeting
         version = self.door.next_version
         join = rtc.JoinResponse(
-            room=models.Room(
-                sid=room_sid(meeting.id),
-                name=room_name(meeting.room_id),
-                creation_time=meeting.started_at // 1000,
-                creation_time_ms=meeting.started_at,
-                num_participants=len(self.people),
-            ),
+            room=self._room(meeting),
             participant=participant_info(me, version()),
             other_participants=[
                 participant_info(person, version())

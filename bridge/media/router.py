@@ -61,7 +61,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..meeting.media import TrunkLimits, TrunkListener
+from ..meeting.media import FrameHandler, MediaFrame, MediaSink, TrunkLimits, TrunkListener
 from .clock import Clock, LoopClock
 from .counters import MediaCounters
 from .errors import MediaError
@@ -78,6 +78,7 @@ from .sdp_rules import trickled_candidate
 from .settings import MediaSettings
 from .speaker import ActiveSpeakerDetector
 from .subscriber import SendOffer, Subscriber
+from .subscription import Subscription, SubscriptionClosed
 from .trunk import MAX_SLOTS_PER_KIND, RemoteParticipant, Trunk
 
 
@@ -265,6 +266,12 @@ class _TrunkEvents:
 Member = ParticipantMedia | RemoteParticipant
 
 
+def _published(track: PublishedTrack) -> TrackPublished:
+    return TrackPublished(
+        track.participant_id, track.track_id, track.kind, track.source, track.codec.mimeType
+    )
+
+
 class Router:
     """The SFU of one meeting. See the module docstring for the whole API."""
 
@@ -290,6 +297,8 @@ class Router:
         self._trunks: dict[str, Trunk] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._announced: set[PublishedTrack] = set()
+        # In-process listeners, and what each takes of each track.
+        self._sinks: dict[MediaSink, dict[PublishedTrack, Subscription]] = {}
         self._closed = False
         self._log = logging.getLogger("visio.media.router").getChild(meeting_id)
         self._speakers = ActiveSpeakerDetector(
@@ -352,6 +361,75 @@ class Router:
         self._log.info("trunk %s opens", trunk_id)
         return trunk
 
+    def add_sink(self, sink: MediaSink) -> None:
+        """Attach an in-process listener (see :class:`bridge.meeting.media.MediaSink`):
+        it is offered every announced track, now and as they come."""
+        if self._closed:
+            raise MediaError("This meeting's media is closed.")
+        if sink in self._sinks:
+            return
+        self._sinks[sink] = {}
+        self._log.info("listener %s attached", type(sink).__name__)
+        for track in list(self._announced):
+            self._offer(sink, track)
+
+    def remove_sink(self, sink: MediaSink) -> None:
+        """Detach a listener; every track it took ends for it. Safe to call twice."""
+        taps = self._sinks.pop(sink, None)
+        if taps is None:
+            return
+        for track in list(taps):
+            self._end_tap(sink, track, taps)
+        self._log.info("listener %s detached", type(sink).__name__)
+
+    def _offer(self, sink: MediaSink, track: PublishedTrack) -> None:
+        try:
+            handler = sink.track_started(_published(track))
+        except Exception:
+            self._log.exception("listener %s failed on %s", type(sink).__name__, track.track_id)
+            return
+        if handler is None:
+            return
+        # Its own bounded subscription, like a subscriber's: video starts at a keyframe,
+        # and a listener that falls behind loses frames alone.
+        subscription = track.subscribe()
+        self._sinks[sink][track] = subscription
+        self._spawn(self._pump(sink, track, subscription, handler))
+
+    async def _pump(
+        self,
+        sink: MediaSink,
+        track: PublishedTrack,
+        subscription: Subscription,
+        handler: FrameHandler,
+    ) -> None:
+        while True:
+            try:
+                frame = await subscription.get()
+            except SubscriptionClosed:
+                return
+            try:
+                handler(MediaFrame(frame.data, frame.timestamp, frame.keyframe, self._clock.now()))
+            except Exception:
+                self._log.exception(
+                    "listener %s failed on %s; it gets no more of it",
+                    type(sink).__name__,
+                    track.track_id,
+                )
+                taps = self._sinks.get(sink)
+                if taps is not None and taps.get(track) is subscription:
+                    self._end_tap(sink, track, taps)
+                return
+
+    def _end_tap(
+        self, sink: MediaSink, track: PublishedTrack, taps: dict[PublishedTrack, Subscription]
+    ) -> None:
+        track.unsubscribe(taps.pop(track))
+        try:
+            sink.track_ended(track.track_id)
+        except Exception:
+            self._log.exception("listener %s failed on %s", type(sink).__name__, track.track_id)
+
     def participant(self, participant_id: str) -> Member | None:
         """The media of a participant still in the meeting, if any."""
         return self._participants.get(participant_id)
@@ -385,6 +463,8 @@ class Router:
         """Close every trunk, release every participant's media and stop the router's
         tasks."""
         self._closed = True
+        for sink in list(self._sinks):
+            self.remove_sink(sink)
         for trunk in list(self._trunks.values()):
             await trunk.close("router closed")
         for media in [*self._participants.values(), *self._leaving]:
@@ -433,15 +513,9 @@ class Router:
                 media.subscriber.add(track)
         for trunk in self._trunks.values():
             trunk.add_track(track)  # not if it came over that trunk
-        self._emit(
-            TrackPublished(
-                track.participant_id,
-                track.track_id,
-                track.kind,
-                track.source,
-                track.codec.mimeType,
-            )
-        )
+        for sink in list(self._sinks):
+            self._offer(sink, track)
+        self._emit(_published(track))
 
     def _track_unpublished(self, track: PublishedTrack) -> None:
         for media in self._participants.values():
@@ -449,6 +523,9 @@ class Router:
                 media.subscriber.remove(track)
         for trunk in self._trunks.values():
             trunk.remove_track(track)
+        for sink, taps in list(self._sinks.items()):
+            if track in taps:
+                self._end_tap(sink, track, taps)
         if track.source == "microphone":
             self._speakers.remove(track.participant_id)
         if track not in self._announced:

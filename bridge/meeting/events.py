@@ -75,6 +75,17 @@ class SpeakerChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class CaptureChanged:
+    """Recording or transcription started or stopped, on this bridge or on another
+    agency's bridge in the meeting: what people are told now. Every door must show it:
+    people have a right to know they are recorded."""
+
+    meeting: Meeting
+    recording: bool
+    transcribing: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MeetingEnded:
     """The meeting ends now. Told to watchers only (trunks), before anyone's media is
     released; participants are dismissed instead."""
@@ -90,5 +101,6 @@ MeetingEvent = (
     | TrackAdded
     | TrackRemoved
     | SpeakerChanged
+    | CaptureChanged
     | MeetingEnded
 )

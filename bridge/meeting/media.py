@@ -86,6 +86,42 @@ class ParticipantMediaClosed:
 MediaEvent = TrackPublished | TrackUnpublished | ActiveSpeaker | ParticipantMediaClosed
 
 
+@dataclass(frozen=True, slots=True)
+class MediaFrame:
+    """One complete encoded frame of a published track, as an in-process listener gets
+    it: the codec's bitstream as the publisher sent it (a VP8 frame, an H.264 Annex B
+    access unit, an Opus packet), never decoded by the router."""
+
+    data: bytes
+    #: In the codec's clock rate (48000 for Opus, 90000 for video), counted from the
+    #: track's first frame.
+    timestamp: int
+    #: Whether decoding can start here (always True for audio).
+    keyframe: bool
+    #: When the router handed it on, in seconds of the event loop's clock.
+    arrival: float
+
+
+#: What takes one track's frames for a :class:`MediaSink`; called on the event loop, so
+#: it must not block (queue the work).
+FrameHandler = Callable[[MediaFrame], None]
+
+
+class MediaSink(Protocol):
+    """An in-process listener that only receives (the recorder, the transcriber). It is
+    offered every track published in the meeting while attached, from any door or trunk,
+    and gets the frames of the tracks it takes. A video track starts at a keyframe (one
+    is asked for); a sink that falls behind loses frames, never the meeting."""
+
+    def track_started(self, track: TrackPublished) -> FrameHandler | None:
+        """A track is live: return what takes its frames, or None to leave it."""
+        ...
+
+    def track_ended(self, track_id: str) -> None:
+        """A track taken with :meth:`track_started` ended; no more of its frames come."""
+        ...
+
+
 class ParticipantMedia(Protocol):
     """One participant's media in one meeting."""
 
@@ -193,6 +229,14 @@ class MediaRouter(Protocol):
 
     def add_participant(self, participant_id: str, send_offer: SendOffer) -> ParticipantMedia:
         """Add a participant; they receive every track published so far."""
+        ...
+
+    def add_sink(self, sink: MediaSink) -> None:
+        """Attach an in-process listener; it is offered every track published so far."""
+        ...
+
+    def remove_sink(self, sink: MediaSink) -> None:
+        """Detach a listener: each track it took ends for it (``track_ended``)."""
         ...
 
     async def close(self) -> None:

@@ -54,8 +54,35 @@ class Meeting:
     #: meeting is then this bridge's side of it: this bridge's people join here, and a
     #: trunk links them to the host); None when this bridge hosts it.
     host: str | None = None
+    #: Whether this bridge records the meeting now (everyone is told, on every door).
+    recording: bool = False
+    #: Whether this bridge transcribes the meeting now (everyone is told, on every door).
+    transcribing: bool = False
+    #: What other agencies' bridges in the meeting capture, as each trunk last said:
+    #: (recording, transcribing) by trunk id. Not stored: a trunk says it again when it
+    #: comes back.
+    capture_elsewhere: dict[str, tuple[bool, bool]] = field(default_factory=dict)
     #: Who is in the live meeting right now, by participant id.
     participants: dict[str, Participant] = field(default_factory=dict)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether any bridge in the meeting records it: what people are told."""
+        return self.capture_except(None)[0]
+
+    @property
+    def transcribed(self) -> bool:
+        """Whether any bridge in the meeting transcribes it: what people are told."""
+        return self.capture_except(None)[1]
+
+    def capture_except(self, trunk_id: str | None) -> tuple[bool, bool]:
+        """(recording, transcribing) anywhere but behind ``trunk_id``: what that trunk's
+        other side must be told, besides what it captures itself."""
+        recording, transcribing = self.recording, self.transcribing
+        for other, (rec, trans) in self.capture_elsewhere.items():
+            if other != trunk_id:
+                recording, transcribing = recording or rec, transcribing or trans
+        return recording, transcribing
 
     @property
     def is_live(self) -> bool:

@@ -21,6 +21,7 @@ from ..clock import Clock
 from ..refusal import Refusal
 from .attendee import MEETING_ENDED, REPLACED, Attendee, Dismissal
 from .events import (
+    CaptureChanged,
     MeetingEnded,
     ParticipantJoined,
     ParticipantLeft,
@@ -39,6 +40,7 @@ from .media import (
     MediaEvent,
     MediaRouter,
     MediaService,
+    MediaSink,
     ParticipantMediaClosed,
     TrackPublished,
     TrackUnpublished,
@@ -65,6 +67,8 @@ class Change(Enum):
     JOINED = "joined"
     LEFT = "left"
     UPDATED = "updated"
+    #: Recording or transcription started or stopped.
+    CAPTURE = "capture"
 
 
 MeetingListener = Callable[[Meeting, Change], Awaitable[None]]
@@ -113,6 +117,9 @@ class Meetings:
         #: bridge stores its own people's attendance), for the end summary.
         self._remote_time: dict[str, dict[str, AttendeeSummary]] = {}
         self.listeners: list[MeetingListener] = []
+        #: In-process listeners (recorder, transcriber) by meeting: attached to the
+        #: meeting's router whenever it is open.
+        self._sinks: dict[str, list[MediaSink]] = {}
 
     # Meetings ----------------------------------------------------------------------
 
@@ -235,10 +242,84 @@ class Meetings:
                     log.exception("Telling %s that %s ended failed", watcher, meeting.id)
             live.trunks.clear()
         await self._release(live, present, MEETING_ENDED)
+        self._sinks.pop(meeting.id, None)
         await self._notify(meeting, Change.ENDED)
         summary = await self.summary(meeting)
         self._remote_time.pop(meeting.id, None)
         return summary
+
+    async def set_capture(
+        self, meeting: Meeting, *, recording: bool | None = None, transcribing: bool | None = None
+    ) -> bool:
+        """Turn recording or transcription on or off (None leaves it as it is); stored,
+        then told to everyone in the meeting and to listeners. False when nothing
+        changed."""
+        async with self._lock(meeting.room_id):
+            if not meeting.is_live:
+                raise MeetingError("This meeting has ended.")
+            before = (meeting.recording, meeting.transcribing)
+            after = (
+                before[0] if recording is None else recording,
+                before[1] if transcribing is None else transcribing,
+            )
+            if after == before:
+                return False
+            meeting.recording, meeting.transcribing = after
+            try:
+                await self.store.save(meeting)
+            except Exception:
+                meeting.recording, meeting.transcribing = before
+                raise
+        log.info(
+            "Meeting %s: recording %s, transcription %s",
+            meeting.id,
+            "on" if meeting.recording else "off",
+            "on" if meeting.transcribing else "off",
+        )
+        live = self._media_of.get(meeting.id)
+        if live is not None:
+            live.broadcast(CaptureChanged(meeting, meeting.recorded, meeting.transcribed))
+        await self._notify(meeting, Change.CAPTURE)
+        return True
+
+    def set_capture_elsewhere(
+        self, meeting: Meeting, trunk_id: str, capture: tuple[bool, bool] | None
+    ) -> None:
+        """What the bridges behind a trunk capture (recording, transcribing), as it
+        said; None forgets it (the trunk closed). Everyone is told when that changes
+        what they are told."""
+        before = (meeting.recorded, meeting.transcribed)
+        if capture is None:
+            meeting.capture_elsewhere.pop(trunk_id, None)
+        else:
+            meeting.capture_elsewhere[trunk_id] = capture
+        live = self._media_of.get(meeting.id)
+        if live is not None and (meeting.recorded, meeting.transcribed) != before:
+            live.broadcast(CaptureChanged(meeting, meeting.recorded, meeting.transcribed))
+
+    def add_sink(self, meeting: Meeting, sink: MediaSink) -> None:
+        """Attach an in-process listener that only receives (a recorder, a transcriber)
+        to a live meeting: it is offered every track published there, now and whenever
+        people are in it, until :meth:`remove_sink` or the end."""
+        if not meeting.is_live:
+            raise MeetingError("This meeting has ended.")
+        sinks = self._sinks.setdefault(meeting.id, [])
+        if sink in sinks:
+            return
+        sinks.append(sink)
+        live = self._media_of.get(meeting.id)
+        if live is not None and live.router is not None:
+            live.router.add_sink(sink)
+
+    def remove_sink(self, meeting: Meeting, sink: MediaSink) -> None:
+        sinks = self._sinks.get(meeting.id, [])
+        if sink in sinks:
+            sinks.remove(sink)
+        if not sinks:
+            self._sinks.pop(meeting.id, None)
+        live = self._media_of.get(meeting.id)
+        if live is not None and live.router is not None:
+            live.router.remove_sink(sink)
 
     async def move(self, meeting: Meeting, room_id: str) -> None:
         """The meeting's room was replaced (a room upgrade): the meeting, its people
@@ -485,6 +566,8 @@ class Meetings:
                 live.meeting.id, lambda event: self._media_event(live, event)
             )
             log.info("Media router opened for meeting %s", live.meeting.id)
+            for sink in self._sinks.get(live.meeting.id, []):
+                live.router.add_sink(sink)
         return live.router
 
     # Trunks ------------------------------------------------------------------------
@@ -516,6 +599,7 @@ class Meetings:
         for participant in behind:
             await self.leave(participant)
         await trunk.close(reason)
+        self.set_capture_elsewhere(meeting, trunk_id, None)
         log.info("Trunk %s of meeting %s closed: %s", trunk_id, meeting.id, reason)
         await self._close_if_empty(live)
 

@@ -3,9 +3,53 @@ implements (so the domain loads no database driver)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from .meeting import Meeting, Stay
+
+#: What a meeting's capture produced.
+CaptureKind = Literal["recording", "transcript"]
+
+
+@dataclass
+class CaptureFile:
+    """One file a meeting's capture produced (a recording, a transcript), kept until
+    retention deletes it. Times are milliseconds since the epoch."""
+
+    id: str
+    meeting_id: str
+    room_id: str
+    kind: CaptureKind
+    #: The file's name as people see it.
+    name: str
+    mime_type: str
+    size: int
+    duration_ms: int
+    created_at: int
+    #: Where it is on this machine (None once deleted from disk, or never kept here).
+    path: str | None = None
+    #: Its upload in the homeserver's media repository, if uploaded.
+    mxc: str | None = None
+    #: The room message that links it (None until posted).
+    event_id: str | None = None
+    deleted_at: int | None = None
+
+
+class CaptureFileStore(Protocol):
+    """The files meetings' captures produced, for posting and retention."""
+
+    async def insert(self, file: CaptureFile) -> None: ...
+
+    async def save(self, file: CaptureFile) -> None: ...
+
+    async def unposted(self) -> list[CaptureFile]:
+        """Files not linked in their room yet (and not deleted)."""
+        ...
+
+    async def expired(self, kind: CaptureKind, before: int) -> list[CaptureFile]:
+        """Files of ``kind`` created before ``before`` and not deleted yet."""
+        ...
 
 
 class MeetingStore(Protocol):

@@ -204,7 +204,14 @@ class WebServer:
         if meeting is None:
             return web.json_response({"error": "This meeting does not exist."}, status=404)
         return web.json_response(
-            {"meeting_id": meeting.id, "title": meeting.title, "state": meeting.state.value},
+            {
+                "meeting_id": meeting.id,
+                "title": meeting.title,
+                "state": meeting.state.value,
+                # Shown on the pre-join screen: nobody joins unaware of either.
+                "recording": meeting.recorded and meeting.is_live,
+                "transcribing": meeting.transcribed and meeting.is_live,
+            },
             headers={"Cache-Control": "no-store"},
         )
 

@@ -22,6 +22,7 @@ from yarl import URL
 from ..auth.signin import Credential, LinkCredential, OpenIDCredential, SignIn
 from ..meeting.attendee import RESTARTING, Dismissal
 from ..meeting.events import (
+    CaptureChanged,
     MeetingEvent,
     ParticipantJoined,
     ParticipantLeft,
@@ -33,6 +34,7 @@ from ..meeting.events import (
     Welcome,
 )
 from ..meeting.live import Participant
+from ..meeting.meeting import Meeting
 from ..meeting.meetings import Meetings
 from ..refusal import Refusal
 from .avatars import MediaTokens
@@ -173,6 +175,11 @@ class RateLimit:
 
 def track_json(track: Track) -> dict[str, Any]:
     return {"participant_id": track.participant_id, "source": track.source, "kind": track.kind}
+
+
+def capture_json(meeting: Meeting) -> dict[str, Any]:
+    """What runs on the meeting that everyone must be told about."""
+    return {"recording": meeting.recorded, "transcribing": meeting.transcribed}
 
 
 def credential_of(join: Join) -> Credential:
@@ -329,6 +336,14 @@ class Session:
             self.send({"type": "track_removed", **track_json(event.track)})
         elif isinstance(event, SpeakerChanged):
             self.send({"type": "active_speaker", "participant_id": event.participant_id})
+        elif isinstance(event, CaptureChanged):
+            self.send(
+                {
+                    "type": "capture_changed",
+                    "recording": event.recording,
+                    "transcribing": event.transcribing,
+                }
+            )
 
     def _joined(self, welcome: Welcome) -> dict[str, Any]:
         me, meeting = welcome.participant, welcome.meeting
@@ -346,6 +361,7 @@ class Session:
                 "meeting_id": meeting.id,
                 "title": meeting.title,
                 "state": meeting.state.value,
+                **capture_json(meeting),
             },
             "participants": [other.describe() for other in welcome.others],
             "tracks": [track_json(track) for track in welcome.tracks],

@@ -7,6 +7,7 @@ from mautrix.util.async_db import Database
 
 from bridge.db import Storage, upgrade_table
 from bridge.meeting.meeting import Meeting, MeetingState, Stay
+from bridge.meeting.store import CaptureFile
 
 
 def meeting_row(meeting_id: str, room_id: str, title: str, started_at: int) -> Meeting:
@@ -25,6 +26,7 @@ async def test_migrations_create_the_tables_and_are_idempotent(database_url: str
             "inbox",
             "personal_link",
             "peer_door",
+            "capture_file",
         ):
             assert await db.table_exists(table)
         assert await db.fetchval("SELECT version FROM version") == len(upgrade_table.upgrades)
@@ -86,3 +88,42 @@ async def test_attendance_stays(storage: Storage) -> None:
         ("@a:x", 100, 300),
         ("@b:x", 200, 400),
     ]
+
+
+async def test_capture_flags_and_files_are_kept(storage: Storage) -> None:
+    meeting = meeting_row("m1", "!r:x", "Recorded", 1000)
+    await storage.meetings.insert(meeting)
+    meeting.recording = True
+    await storage.meetings.save(meeting)
+    stored = await storage.meetings.get("m1")
+    assert stored is not None and (stored.recording, stored.transcribing) == (True, False)
+
+    def file(file_id: str, kind: str, created_at: int) -> CaptureFile:
+        return CaptureFile(
+            file_id,
+            "m1",
+            "!r:x",
+            kind,
+            f"{file_id}.webm",
+            "video/webm",
+            10,
+            500,
+            created_at,  # type: ignore[arg-type]
+        )
+
+    for made in (
+        file("a", "recording", 100),
+        file("b", "transcript", 200),
+        file("c", "recording", 300),
+    ):
+        await storage.capture_files.insert(made)
+    assert [f.id for f in await storage.capture_files.unposted()] == ["a", "b", "c"]
+    posted = file("a", "recording", 100)
+    posted.event_id, posted.mxc = "$e", "mxc://x/a"
+    await storage.capture_files.save(posted)
+    assert [f.id for f in await storage.capture_files.unposted()] == ["b", "c"]
+    assert [f.id for f in await storage.capture_files.expired("recording", 301)] == ["a", "c"]
+    assert [f.id for f in await storage.capture_files.expired("recording", 300)] == ["a"]
+    posted.deleted_at = 400
+    await storage.capture_files.save(posted)
+    assert await storage.capture_files.expired("recording", 200) == []

@@ -18,7 +18,12 @@ from bridge.clock import ManualClock
 from bridge.db import Storage, upgrade_table
 from bridge.federation import TRUNK_ANSWER, TRUNK_OFFER, TrunkPolicy, Trunks
 from bridge.federation import trunks as trunks_module
-from bridge.meeting.events import ParticipantJoined, ParticipantLeft, ParticipantUpdated
+from bridge.meeting.events import (
+    CaptureChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+)
 from bridge.meeting.identity import Identity
 from bridge.meeting.live import Participant
 from bridge.meeting.media import ActiveSpeaker
@@ -422,3 +427,36 @@ async def test_a_stop_while_the_last_person_leaves_closes_the_trunk_once(
         await asyncio.gather(b.door.close(), bob.leave())
     assert b.door.links == () and all(t.closed_with for t in b.trunk_media())
     await until(lambda: bob.id not in meeting_a.participants and not a.door.links)
+
+
+async def test_recording_anywhere_is_told_on_every_side(sides: dict[str, Side]) -> None:
+    a, b, c = sides["a"], sides["b"], sides["c"]
+    meeting_a = await hosted(a, b, c)
+    meeting_b, meeting_c = b.meetings.live(meeting_a.id), c.meetings.live(meeting_a.id)
+    assert meeting_b is not None and meeting_c is not None
+    await a.meetings.join(meeting_a, a.person("alice"), "Alice", RecordingAttendee())
+    bob_door, carol_door = RecordingAttendee(), RecordingAttendee()
+    await b.meetings.join(meeting_b, b.person("bob"), "Bob", bob_door)
+    await c.meetings.join(meeting_c, c.person("carol"), "Carol", carol_door)
+    everyone = {"@alice:a.test", "@bob:b.test", "@carol:c.test"}
+    await until(lambda: names(meeting_a) == names(meeting_b) == names(meeting_c) == everyone)
+
+    # B records: the host learns it, and tells C through its other trunk.
+    await b.meetings.set_capture(meeting_b, recording=True)
+    await until(lambda: meeting_a.recorded and meeting_c.recorded)
+    assert not meeting_a.recording and not meeting_c.recording  # neither records itself
+    assert [e.recording for e in carol_door.events if isinstance(e, CaptureChanged)] == [True]
+    # The host transcribes: both satellites are told; B's own recording is unchanged.
+    await a.meetings.set_capture(meeting_a, transcribing=True)
+    await until(lambda: meeting_b.transcribed and meeting_c.transcribed)
+    assert meeting_b.recording and meeting_c.recorded
+    # B stops: only the host's transcription is left anywhere.
+    await b.meetings.set_capture(meeting_b, recording=False)
+    await until(lambda: not meeting_c.recorded and not meeting_a.recorded)
+    assert meeting_c.transcribed and meeting_b.transcribed
+
+    # A bad capture message is ignored; the state stays as it was.
+    host_end = next(link for link in a.door.links if link.peer == b.bot)
+    host_end.trunk_state(json.dumps({"type": "capture", "recording": "yes"}))
+    await asyncio.sleep(0.1)
+    assert not meeting_a.recorded

@@ -4,10 +4,12 @@ what it would send (the real-Synapse tests are in tests/integration)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from bridge.auth.links import LinkError, LinkSigner, PersonalLinks
+from bridge.capture.service import Recordings
 from bridge.clock import ManualClock
 from bridge.db import Storage
 from bridge.matrix.commands import CommandContext, CommandEvent
@@ -90,6 +92,7 @@ class RecordingPresence:
 
 class Bot:
     def __init__(self, storage: Storage) -> None:
+        self.storage = storage
         self.clock = ManualClock()
         self.rooms = RecordingRooms()
         self.presence = RecordingPresence()
@@ -250,3 +253,40 @@ async def test_a_refused_user_is_told_once_per_interval(bot: Bot) -> None:
     assert len(await bot.say("help", sender="@mallory:elsewhere.test", level=Level.NONE)) == 1
     bot.clock.advance(601)
     assert len(await bot.say("help", **eve)) == 1  # type: ignore[arg-type]
+
+
+async def test_record_is_for_moderators_and_says_what_it_cannot_do(
+    bot: Bot, tmp_path: Path
+) -> None:
+    from tests.capture.test_recordings import FakeRecorder, FakeRoom
+
+    room = FakeRoom()
+    bot.ctx.recordings = Recordings(
+        bot.meetings,
+        bot.storage.capture_files,
+        room,
+        bot.clock,
+        enabled=True,
+        path=tmp_path,
+        recorder=FakeRecorder,
+    )
+    [usage] = await bot.say("record now", role=Role.MODERATOR)
+    assert "Say start or stop" in usage.text and "record start|stop" in usage.text
+    [none] = await bot.say("record start", role=Role.MODERATOR)
+    assert "No meeting is live" in none.text
+    await bot.say("start Weekly")
+    meeting = bot.meetings.live_in_room(ROOM)
+    assert meeting is not None
+    [refused] = await bot.say("record start")  # the starter, but no moderator
+    assert "Only moderators" in refused.text and not meeting.recording
+    assert await bot.say("record start", role=Role.MODERATOR) == []  # the room is told
+    assert meeting.recording and "Recording started" in room.notices[-1][1]
+    [again] = await bot.say("record start", sender="@mod:agency.test", role=Role.MODERATOR)
+    assert "already being recorded" in again.text
+    assert await bot.say("record stop", role=Role.MODERATOR) == []
+    assert not meeting.recording
+    [help_text] = await bot.say("help")
+    assert "!visio record start|stop" in help_text.text
+    bot.ctx.recordings = None
+    [unavailable] = await bot.say("record start", role=Role.MODERATOR)
+    assert "does not record" in unavailable.text

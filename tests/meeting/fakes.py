@@ -11,6 +11,7 @@ from bridge.meeting.events import MeetingEvent
 from bridge.meeting.media import (
     MediaError,
     MediaEvent,
+    MediaSink,
     SendOffer,
     TrunkLimits,
     TrunkListener,
@@ -59,6 +60,7 @@ class FakeRouter:
     on_event: Callable[[MediaEvent], None]
     participants: dict[str, FakeParticipantMedia] = field(default_factory=dict)
     trunks: dict[str, FakeTrunk] = field(default_factory=dict)
+    sinks: list[MediaSink] = field(default_factory=list)
     closed: bool = False
 
     #: Trunks of every router sharing it, by trunk id: a satellite's trunk finds the
@@ -78,8 +80,17 @@ class FakeRouter:
         self.participants[participant_id] = media
         return media
 
+    def add_sink(self, sink: MediaSink) -> None:
+        if sink not in self.sinks:
+            self.sinks.append(sink)
+
+    def remove_sink(self, sink: MediaSink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
     async def close(self) -> None:
         self.closed = True
+        self.sinks.clear()
         for trunk in list(self.trunks.values()):
             await trunk.close("router closed")
 

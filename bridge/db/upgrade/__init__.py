@@ -10,4 +10,5 @@ from . import (  # noqa: E402,F401  (register themselves)
     v03_inbox,
     v04_personal_links,
     v05_meeting_host,
+    v06_capture,
 )

@@ -13,6 +13,7 @@ from html import escape
 from typing import Protocol
 
 from ...auth.links import PersonalLinks
+from ...capture.service import Recordings
 from ...clock import Clock
 from ...meeting.meeting import Meeting
 from ...meeting.meetings import Meetings
@@ -95,6 +96,8 @@ class CommandContext:
     #: Tells the bridge that hosts a meeting (another agency's) that a moderator here
     #: ended it; False when it could not be told.
     end_elsewhere: Callable[[Meeting, str], Awaitable[bool]] | None = None
+    #: Starts and stops recordings (None: this bridge does not record).
+    recordings: Recordings | None = None
 
 
 @dataclass

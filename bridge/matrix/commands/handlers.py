@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from html import escape
 
+from ...capture.service import CaptureError
 from ...config import server_of
 from ...meeting.meeting import Meeting, MeetingSummary, format_duration
 from ...meeting.meetings import MeetingError
@@ -217,6 +218,29 @@ async def cmd_link(evt: CommandEvent) -> None:
         await evt.reply("I sent you a personal link in a direct message.")
 
 
+async def cmd_record(evt: CommandEvent) -> None:
+    action = evt.args.strip().lower()
+    if action not in ("start", "stop"):
+        raise CommandUsageError("Say start or stop.")
+    meeting = await _live_meeting(evt)
+    if meeting is None:
+        return
+    if evt.role != Role.MODERATOR:
+        await evt.reply("Only moderators can start or stop a recording.")
+        return
+    recordings = evt.ctx.recordings
+    if recordings is None:
+        await evt.reply("This bridge does not record meetings.")
+        return
+    try:
+        if action == "start":
+            await recordings.start(meeting, evt.sender)
+        else:
+            await recordings.stop(meeting, evt.sender)
+    except (CaptureError, MeetingError) as e:
+        await evt.reply(str(e))
+
+
 COMMANDS: dict[str, Command] = {
     command.name: command
     for command in (
@@ -235,6 +259,12 @@ COMMANDS: dict[str, Command] = {
             "a personal link to the meeting, sent to you in a direct message",
             Level.USER,
             cmd_link,
+        ),
+        Command(
+            "record start|stop",
+            "record the meeting on this agency's servers (moderators; everyone is told)",
+            Level.USER,
+            cmd_record,
         ),
     )
 }

@@ -1,0 +1,352 @@
+"""Recording of live meetings, from the moderator's command to the files in the room.
+
+The recorder (:mod:`bridge.recording`) attaches to the meeting as an in-process
+listener that only receives; this module decides when it runs and what happens to what
+it wrote. Whenever it runs, the meeting says so on every door (``Meetings.set_capture``)
+and the room is told. Files are registered in the database before anything is posted,
+so that a file written just before a crash or a shutdown is posted at the next start,
+and retention can always find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..clock import Clock
+from ..meeting.media import MediaSink
+from ..meeting.meeting import Meeting
+from ..meeting.meetings import Change, Meetings
+from ..meeting.store import CaptureFile, CaptureFileStore
+from ..refusal import Refusal
+
+log = logging.getLogger("visio.capture")
+
+#: How long a shutdown waits for recordings to be finished on disk.
+FINISH_TIMEOUT = 8.0
+
+
+class CaptureError(Refusal):
+    """A capture request that cannot be done; the message says why, to the user."""
+
+    def __init__(self, message: str, code: str = "capture_refused") -> None:
+        super().__init__(code, message)
+
+
+@dataclass(frozen=True)
+class FileToPost:
+    """A finished file, as the room gets it."""
+
+    path: Path
+    name: str
+    mime_type: str
+    size: int
+    duration_ms: int
+
+
+class CapturePoster(Protocol):
+    """What capture does in Matrix rooms (see :class:`bridge.matrix.capture.MatrixCapture`)."""
+
+    async def notice(self, room_id: str, text: str, html: str | None = None) -> str:
+        """Send a notice from the bot; returns its event id."""
+        ...
+
+    async def upload_limit(self) -> int | None:
+        """The homeserver's largest upload in bytes, None when it does not say."""
+        ...
+
+    async def post_file(self, room_id: str, file: FileToPost, thread_root: str) -> tuple[str, str]:
+        """Upload a file and link it in the thread of ``thread_root``; returns (mxc,
+        event id)."""
+        ...
+
+    async def redact(self, room_id: str, event_id: str, reason: str) -> bool: ...
+
+    async def delete_media(self, mxc: str) -> bool:
+        """Delete an upload from the media repository; False when the bridge may not."""
+        ...
+
+
+class Recording(Protocol):
+    """What the service needs of a recorder (:class:`bridge.recording.Recorder`)."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    async def stop(self) -> list[Any]:
+        """Finish every file; returns ``RecordedFile`` values."""
+        ...
+
+
+class RecordingSink(Recording, MediaSink, Protocol):
+    pass
+
+
+#: Makes the recorder of one meeting: (folder, display name of a participant id).
+RecorderFactory = Callable[[Path, Callable[[str], str]], RecordingSink]
+
+
+@dataclass
+class _Running:
+    recorder: RecordingSink
+    folder: Path
+    started_at: int
+    started_by: str
+
+
+class Recordings:
+    """Starts and stops recordings, and posts what they produced."""
+
+    def __init__(
+        self,
+        meetings: Meetings,
+        files: CaptureFileStore,
+        poster: CapturePoster,
+        clock: Clock,
+        *,
+        enabled: bool,
+        path: Path,
+        recorder: RecorderFactory,
+    ) -> None:
+        self.meetings = meetings
+        self.files = files
+        self.poster = poster
+        self.clock = clock
+        self.enabled = enabled
+        self.path = path
+        self._make_recorder = recorder
+        self._running: dict[str, _Running] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._posting = asyncio.Lock()
+        meetings.listeners.append(self._meeting_changed)
+
+    def running(self, meeting_id: str) -> bool:
+        return meeting_id in self._running
+
+    # Commands --------------------------------------------------------------------
+
+    async def start(self, meeting: Meeting, by: str) -> None:
+        """Start recording a live meeting (the caller checked ``by`` may)."""
+        if not self.enabled:
+            raise CaptureError("Recording is turned off on this bridge (recording.enabled).")
+        if not meeting.is_live:
+            raise CaptureError("This meeting has ended.")
+        if meeting.id in self._running:
+            raise CaptureError("This meeting is already being recorded.", "conflict")
+        self._attach(meeting, by)
+        try:
+            await self.meetings.set_capture(meeting, recording=True)
+        except BaseException:
+            await self._detach(meeting)
+            raise
+        await self._tell(
+            meeting,
+            f"Recording started by {by}. Everyone in the meeting is told while it runs.",
+        )
+
+    async def stop(self, meeting: Meeting, by: str) -> None:
+        """Stop recording; the files are posted in the room when they are finished."""
+        if meeting.id not in self._running:
+            raise CaptureError("This meeting is not being recorded.", "conflict")
+        running = await self._detach(meeting)
+        if meeting.is_live:
+            await self.meetings.set_capture(meeting, recording=False)
+        await self._tell(meeting, f"Recording stopped by {by}. The files follow when ready.")
+        if running is not None:
+            self._spawn(self._finish(meeting, running))
+
+    # Lifecycle -------------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """After a start: record again the live meetings that were recorded (in new
+        files), and post what earlier runs finished but did not post."""
+        for meeting in self.meetings.all_live():
+            if meeting.recording and meeting.id not in self._running:
+                if not self.enabled:
+                    await self.meetings.set_capture(meeting, recording=False)
+                    continue
+                self._attach(meeting, "the bridge, after a restart")
+                await self._tell(meeting, "Recording goes on after a restart of the bridge.")
+        self._spawn(self._post_unposted())
+
+    async def close(self) -> None:
+        """Shutdown: finish every recording on disk and register its files (posted at
+        the next start); meetings stay marked as recorded, so recording resumes."""
+        for meeting_id, running in list(self._running.items()):
+            del self._running[meeting_id]
+            meeting = self.meetings.live(meeting_id)
+            if meeting is not None:
+                self.meetings.remove_sink(meeting, running.recorder)
+            try:
+                async with asyncio.timeout(FINISH_TIMEOUT):
+                    await self._register(meeting_id, meeting, running)
+            except TimeoutError:
+                log.warning("Recording of %s not finished within the shutdown", meeting_id)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _meeting_changed(self, meeting: Meeting, change: Change) -> None:
+        if change == Change.ENDED and meeting.id in self._running:
+            running = await self._detach(meeting)
+            if running is not None:
+                await self._tell(meeting, "Recording stopped: the meeting ended.")
+                self._spawn(self._finish(meeting, running))
+
+    # Inside ----------------------------------------------------------------------
+
+    def _attach(self, meeting: Meeting, by: str) -> None:
+        stamp = datetime.fromtimestamp(self.clock.now_ms() / 1000, UTC).strftime("%Y%m%d-%H%M%SZ")
+        folder = self.path / meeting.id / stamp
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = self.path / meeting.id / f"{stamp}-{n}"
+        folder.mkdir(parents=True, mode=0o750)
+
+        def name_of(participant_id: str) -> str:
+            participant = meeting.participants.get(participant_id)
+            return participant.display_name if participant is not None else participant_id
+
+        recorder = self._make_recorder(folder, name_of)
+        self._running[meeting.id] = _Running(recorder, folder, self.clock.now_ms(), by)
+        self.meetings.add_sink(meeting, recorder)
+        log.info("Recording meeting %s into %s", meeting.id, folder)
+
+    async def _detach(self, meeting: Meeting) -> _Running | None:
+        running = self._running.pop(meeting.id, None)
+        if running is not None:
+            self.meetings.remove_sink(meeting, running.recorder)
+        return running
+
+    async def _finish(self, meeting: Meeting, running: _Running) -> None:
+        await self._register(meeting.id, meeting, running)
+        await self._post_unposted()
+
+    async def _register(self, meeting_id: str, meeting: Meeting | None, running: _Running) -> None:
+        """Finish the files on disk and store them, unposted."""
+        recorded = await running.recorder.stop()
+        if running.recorder.dropped:
+            log.warning(
+                "Recording of %s lost %d frames (the disk did not keep up)",
+                meeting_id,
+                running.recorder.dropped,
+            )
+        room_id = meeting.room_id if meeting is not None else ""
+        if not room_id:
+            stored = await self.meetings.get(meeting_id)
+            room_id = stored.room_id if stored is not None else ""
+        now = self.clock.now_ms()
+        for item in recorded:
+            await self.files.insert(
+                CaptureFile(
+                    id=secrets.token_hex(8),
+                    meeting_id=meeting_id,
+                    room_id=room_id,
+                    kind="recording",
+                    name=Path(item.path).name,
+                    mime_type=item.mime_type,
+                    size=int(item.size),
+                    duration_ms=int(item.duration_ms),
+                    created_at=now,
+                    path=str(item.path),
+                )
+            )
+        log.info("Recording of %s finished: %d file(s)", meeting_id, len(recorded))
+
+    async def _post_unposted(self) -> None:
+        """Post the files not linked yet, one thread per meeting: uploads when they
+        fit the homeserver's limit, a note of what stays on this machine otherwise."""
+        async with self._posting:
+            pending = [f for f in await self.files.unposted() if f.kind == "recording"]
+            if not pending:
+                return
+            limit = await self.poster.upload_limit()
+            by_meeting: dict[str, list[CaptureFile]] = {}
+            for file in pending:
+                by_meeting.setdefault(file.meeting_id, []).append(file)
+            for meeting_id, files in by_meeting.items():
+                try:
+                    await self._post_meeting(meeting_id, files, limit)
+                except Exception:
+                    log.exception("Posting the recording of %s failed; retried later", meeting_id)
+
+    async def _post_meeting(
+        self, meeting_id: str, files: list[CaptureFile], limit: int | None
+    ) -> None:
+        meeting = await self.meetings.get(meeting_id)
+        title = meeting.title if meeting is not None else meeting_id
+        room_id = files[0].room_id
+        if meeting is not None:
+            room_id = meeting.room_id  # it may have moved since
+        total = sum(f.size for f in files)
+        text = f'Recording of "{title}": {len(files)} file(s), {human_size(total)}.'
+        root = await self.poster.notice(
+            room_id,
+            text,
+            f"Recording of <b>{escape(title)}</b>: {len(files)} file(s), {human_size(total)}.",
+        )
+        kept: list[CaptureFile] = []
+        for file in files:
+            path = Path(file.path or "")
+            if not await asyncio.to_thread(path.is_file):
+                log.warning("Recorded file %s is gone; not posted", path)
+                file.deleted_at = self.clock.now_ms()
+                file.event_id = root
+                await self.files.save(file)
+                continue
+            if limit is not None and file.size > limit:
+                kept.append(file)
+                continue
+            mxc, event_id = await self.poster.post_file(
+                room_id,
+                FileToPost(path, file.name, file.mime_type, file.size, file.duration_ms),
+                root,
+            )
+            file.mxc, file.event_id, file.room_id = mxc, event_id, room_id
+            await self.files.save(file)
+        if kept:
+            names = ", ".join(f"{f.name} ({human_size(f.size)})" for f in kept)
+            note = (
+                f"Over the homeserver's upload limit ({human_size(limit or 0)}), so kept on the "
+                f"bridge's server under recording.path/{meeting_id}: {names}. Ask its operator."
+            )
+            event_id = await self.poster.notice(room_id, note)
+            for file in kept:
+                file.event_id, file.room_id = event_id, room_id
+                await self.files.save(file)
+
+    async def _tell(self, meeting: Meeting, text: str) -> None:
+        if meeting.hosted_elsewhere and not meeting.room_id:
+            return
+        try:
+            await self.poster.notice(meeting.room_id, text)
+        except Exception:
+            log.exception("Telling %s about its recording failed", meeting.room_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("A recording task failed", exc_info=task.exception())
+
+
+def human_size(size: int) -> str:
+    """A size as people read it: 950 bytes, 12.5 kB, 3.2 MB, 1.4 GB."""
+    if size < 1000:
+        return f"{size} bytes"
+    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if size < scale * 1000 or unit == "GB":
+            return f"{size / scale:.1f} {unit}"
+    raise AssertionError("unreachable")
