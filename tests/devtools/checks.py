@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-DEBIAN_PACKAGES = {"chromium": "chromium"}
+DEBIAN_PACKAGES = {"chromium": "chromium", "espeak-ng": "espeak-ng", "ffprobe": "ffmpeg"}
 
 
 def step(title: str, command: list[str], **kwargs: object) -> None:

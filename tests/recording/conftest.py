@@ -1,0 +1,8 @@
+"""The media tests' meetings (real aiortc peers on loopback), for the recorder's test
+through the router."""
+
+from __future__ import annotations
+
+from tests.media.conftest import meetings
+
+__all__ = ["meetings"]

@@ -1,0 +1,98 @@
+"""Real-time factors of the transcription stages on this machine:
+``python -m tests.transcription.rtf``.
+
+For each engine, the CPU seconds (all threads of the process) and the wall seconds it
+takes per second of speech, over the espeak-ng corpus, one utterance at a time after a
+warm-up; and the same for listening (Opus decoding and the VAD), per speaker. Prints
+figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from bridge.transcription import engines
+from bridge.transcription.audio import OpusDecoder
+from bridge.transcription.engines import Engine, load_engine
+from bridge.transcription.vad import SileroVad, SpeechDetector
+from tests.devtools.models import whisper_base_dir
+
+from . import speech
+
+
+def measure(work: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """(CPU, wall) seconds of ``work`` per second of audio."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    work()
+    return (time.process_time() - cpu) / seconds, (time.perf_counter() - wall) / seconds
+
+
+class SphinxHere:
+    """PocketSphinx as :class:`~bridge.transcription.engines.SphinxEngine`'s worker
+    processes run it, but in this process, so that its CPU time counts here."""
+
+    def __init__(self) -> None:
+        engines._sphinx_start()
+
+    def transcribe(self, samples: npt.NDArray[np.float32], language: str) -> str:
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        return engines._sphinx_decode(pcm)
+
+    def close(self) -> None:
+        pass
+
+
+def transcribe_all(engine: Engine, clips: list[npt.NDArray[np.float32]], language: str) -> None:
+    for clip in clips:
+        engine.transcribe(clip, language)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        voices = Path(folder)
+        english = [speech.render(s, "en-us", voices) for s in speech.ENGLISH]
+        french = [speech.render(s, "fr-fr", voices) for s in speech.FRENCH]
+    clips: dict[str, list[npt.NDArray[np.float32]]] = {
+        "en": [speech.at_16k(clip) for clip in english],
+        "fr": [speech.at_16k(clip) for clip in french],
+    }
+    measured: dict[tuple[str, str], Engine | None] = {
+        ("whisper-base", "en"): load_engine("whisper", str(whisper_base_dir()), "en"),
+        ("pocketsphinx", "en"): SphinxHere(),
+    }
+    measured[("whisper-base", "fr")] = measured[("whisper-base", "en")]
+    # Whisper's encoder reads 30 s whatever the length: long utterances cost less per second.
+    clips["en, one long"] = [np.concatenate(clips["en"])]
+    measured[("whisper-base", "en, one long")] = measured[("whisper-base", "en")]
+    print("stage                        CPU s / s of speech   wall s / s of speech")
+    for (name, language), engine in measured.items():
+        assert engine is not None
+        code = language[:2]
+        engine.transcribe(clips[code][0], code)  # warm-up
+        samples = clips[language]
+        seconds = sum(len(clip) for clip in samples) / 16000
+        cpu, wall = measure(functools.partial(transcribe_all, engine, samples, code), seconds)
+        print(f"{name + ' (' + language + ')':29}{cpu:10.3f}{wall:22.3f}")
+
+    packets = speech.encode(speech.with_pauses(english))
+    seconds = len(packets) * speech.PACKET / speech.RATE
+    vad = SileroVad()
+
+    def listen() -> None:
+        decoder, detector = OpusDecoder(), SpeechDetector(vad)
+        for packet in packets:
+            detector.feed(decoder.decode(packet))
+
+    cpu, wall = measure(listen, seconds)
+    print(f"{'listening (per speaker)':29}{cpu:10.4f}{wall:22.4f}")
+
+
+if __name__ == "__main__":
+    main()
