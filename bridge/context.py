@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiortc import RTCIceServer
@@ -24,6 +25,9 @@ from yarl import URL
 
 from . import __version__
 from .auth import LinkSigner, OpenIDVerifier, PersonalLinks, SignIn
+from .capture.recordings import Recordings, RecordingSink
+from .capture.retention import Retention
+from .capture.transcripts import Heard, TranscriberSink, Transcriptions
 from .clock import Clock, SystemClock
 from .config import Config
 from .db import Storage, upgrade_table
@@ -34,6 +38,7 @@ from .livekit.service import TokenService
 from .livekit.tokens import AccessTokens
 from .matrix.appservice import BridgeAppService
 from .matrix.calls import CallMeetings
+from .matrix.capture import MatrixCapture
 from .matrix.commands import CommandContext
 from .matrix.dispatch import RoomQueues
 from .matrix.federation import MatrixFederation
@@ -49,6 +54,9 @@ from .web.avatars import AvatarProxy
 from .web.ice import browser_ice_servers
 from .web.server import WebServer
 from .web.signaling import SignalingDoor, SocketLimits
+
+if TYPE_CHECKING:
+    from .transcription.engines import Engine
 
 #: How long one step of the shutdown may take before the bridge says which and goes on:
 #: an operator's stop (systemd, Docker) must end, whatever one part is waiting for.
@@ -174,6 +182,38 @@ class Bridge:
             self.federation,
         )
         self.meetings.listeners.append(self.trunks.meeting_changed)
+        capture_poster = MatrixCapture(self.az)
+        self.recordings = Recordings(
+            self.meetings,
+            self.storage.capture_files,
+            capture_poster,
+            self.clock,
+            enabled=config["recording.enabled"],
+            path=Path(config["recording.path"]),
+            recorder=_recorder,
+        )
+        self._engine: Engine | None = None
+        self.transcriptions = Transcriptions(
+            self.meetings,
+            self.storage.capture_files,
+            capture_poster,
+            self.recordings.posting,
+            self.clock,
+            transcriber=(self._transcriber if config["transcription.engine"] != "none" else None),
+            path=Path(config["recording.path"]),
+            unavailable=(
+                "Transcription is not set up on this bridge (transcription.engine is none)."
+            ),
+        )
+        self.retention = Retention(
+            self.storage.capture_files,
+            capture_poster,
+            self.clock,
+            days={
+                "recording": config["retention.recordings_days"],
+                "transcript": config["retention.transcripts_days"],
+            },
+        )
         self.matrix = MatrixHandler(
             config,
             self.az,
@@ -192,6 +232,8 @@ class Bridge:
                 prefix=config["bridge.command_prefix"],
                 bot_mxid=config.bot_mxid,
                 end_elsewhere=self.trunks.end_everywhere,
+                recordings=self.recordings,
+                transcriptions=self.transcriptions,
             ),
             federation=self.federation,
             trunks=self.trunks,
@@ -267,6 +309,7 @@ class Bridge:
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self._pruner: asyncio.Task[None] | None = None
+        self._retainer: asyncio.Task[None] | None = None
 
     @property
     def bot(self) -> IntentAPI:
@@ -274,6 +317,7 @@ class Bridge:
 
     async def start(self) -> None:
         """Start everything, or raise StartupError with one sentence saying why not."""
+        await self._load_engine()
         await self._start_database()
         await self.storage.transactions.prune(self.clock.now_ms())
         self._pruner = asyncio.create_task(self._prune_daily(), name="prune-transactions")
@@ -286,6 +330,9 @@ class Bridge:
         await self._check_homeserver()
         await self.matrix.start()
         self.queues.resume()
+        await self.recordings.resume()
+        await self.transcriptions.resume()
+        self._retainer = asyncio.create_task(self._retain_daily(), name="retention")
         self.az.ready = True
         log.info(
             "Visio Bridge ready: appservice listener on http://%s:%s, web on http://%s:%s"
@@ -295,6 +342,44 @@ class Bridge:
             self.config["web.hostname"],
             self.config["web.port"],
             self.config["web.public_url"],
+        )
+
+    async def _load_engine(self) -> None:
+        """Load the transcription engine and its model once, before anything starts: a
+        model that is missing or wrong stops the start, with the reason."""
+        name = self.config["transcription.engine"]
+        if name == "none":
+            return
+        from .transcription.engines import load_engine
+
+        try:
+            self._engine = await asyncio.to_thread(
+                load_engine,
+                name,
+                self.config["transcription.model_dir"] or None,
+                self.config["transcription.language"],
+            )
+        except ValueError as e:
+            raise StartupError(f"transcription: {e}", EXIT_CONFIG) from None
+        log.info("Transcription engine %s loaded", name)
+
+    async def _close_engine(self) -> None:
+        if self._engine is not None:
+            # pocketsphinx decodes in worker processes: they end here.
+            await asyncio.to_thread(self._engine.close)
+
+    def _transcriber(
+        self, on_segment: Callable[[Heard], None], on_limited: Callable[[bool, str], None]
+    ) -> TranscriberSink:
+        from .transcription.transcriber import Transcriber
+
+        assert self._engine is not None, "the engine is loaded at start"
+        return Transcriber(
+            self._engine,
+            on_segment,
+            language=self.config["transcription.language"],
+            on_limited=lambda reason: on_limited(reason is not None, reason or ""),
+            max_speakers=self.config["transcription.max_speakers"],
         )
 
     async def _start_database(self) -> None:
@@ -362,6 +447,16 @@ class Bridge:
             except Exception:
                 log.exception("Pruning handled transactions failed")
 
+    async def _retain_daily(self) -> None:
+        """Delete the recordings and transcripts past their retention: at start, then
+        once a day."""
+        while True:
+            try:
+                await self.retention.run()
+            except Exception:
+                log.exception("Deleting expired recordings and transcripts failed")
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
     def _matrix_counts(self) -> dict[str, int]:
         return {
             "transactions": self.az.transactions_received,
@@ -418,14 +513,18 @@ class Bridge:
         """Stop everything this bridge started; safe to call after a failed start."""
         self.az.ready = False
         self.az.closing = True
-        if self._pruner is not None:
-            self._pruner.cancel()
+        for task in (self._pruner, self._retainer):
+            if task is not None:
+                task.cancel()
         # Meetings and web first: people who leave still update their rooms' state
         # through the room queues, which drain next, while the appservice and database
         # are up.
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("trunks", self.trunks.close),
             ("meetings", lambda: self.meetings.close(RESTARTING)),
+            ("recordings", self.recordings.close),
+            ("transcriptions", self.transcriptions.close),
+            ("transcription engine", self._close_engine),
             ("LiveKit door", self.livekit.close),
             ("web listener", self.web.stop),
             ("delayed leaves", self.delayed_leaves.close),
@@ -467,6 +566,13 @@ async def stop_in_order(
             )
         except Exception:
             log.exception("Stopping the %s failed; going on", name)
+
+
+def _recorder(folder: Path, name_of: Callable[[str], str]) -> RecordingSink:
+    # Imported when first used: PyAV's muxers load only on bridges that record.
+    from .recording import Recorder
+
+    return Recorder(folder, name_of=name_of)
 
 
 def _redact_url(url: str) -> str:

@@ -12,6 +12,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+_LISTENER_FORBIDS = (
+    "aiortc",
+    "mautrix",
+    "aiohttp",
+    "bridge.matrix",
+    "bridge.media",
+    "bridge.web",
+    "bridge.capture",
+    "bridge.federation",
+)
+
 FORBIDDEN = {
     "bridge.meeting": ("aiortc", "mautrix", "aiohttp", "bridge.web", "bridge.matrix"),
     "bridge.media": ("mautrix", "bridge.web", "bridge.matrix"),
@@ -26,6 +37,22 @@ FORBIDDEN = {
         "bridge.media",
         "bridge.web",
     ),
+    # When capture runs and what becomes of its files; the recorder and transcriber it
+    # drives are handed to it, so it loads no media library.
+    "bridge.capture": (
+        "aiortc",
+        "av",
+        "mautrix",
+        "aiohttp",
+        "bridge.matrix",
+        "bridge.media",
+        "bridge.web",
+        "bridge.recording",
+        "bridge.transcription",
+    ),
+    # In-process listeners: they know the meeting through the media sink interface only.
+    "bridge.recording": _LISTENER_FORBIDS,
+    "bridge.transcription": _LISTENER_FORBIDS,
 }
 
 # Imports every module of one package (not just its __init__), then prints what loaded.

@@ -16,7 +16,6 @@ import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from ..meeting.meeting import Meeting
 from ..meeting.meetings import Change, Meetings
 from ..meeting.store import CaptureFile, CaptureFileStore
 from ..refusal import Refusal
+from .posting import CapturePoster, FilePosting
 
 log = logging.getLogger("visio.capture")
 
@@ -38,40 +38,6 @@ class CaptureError(Refusal):
 
     def __init__(self, message: str, code: str = "capture_refused") -> None:
         super().__init__(code, message)
-
-
-@dataclass(frozen=True)
-class FileToPost:
-    """A finished file, as the room gets it."""
-
-    path: Path
-    name: str
-    mime_type: str
-    size: int
-    duration_ms: int
-
-
-class CapturePoster(Protocol):
-    """What capture does in Matrix rooms (see :class:`bridge.matrix.capture.MatrixCapture`)."""
-
-    async def notice(self, room_id: str, text: str, html: str | None = None) -> str:
-        """Send a notice from the bot; returns its event id."""
-        ...
-
-    async def upload_limit(self) -> int | None:
-        """The homeserver's largest upload in bytes, None when it does not say."""
-        ...
-
-    async def post_file(self, room_id: str, file: FileToPost, thread_root: str) -> tuple[str, str]:
-        """Upload a file and link it in the thread of ``thread_root``; returns (mxc,
-        event id)."""
-        ...
-
-    async def redact(self, room_id: str, event_id: str, reason: str) -> bool: ...
-
-    async def delete_media(self, mxc: str) -> bool:
-        """Delete an upload from the media repository; False when the bridge may not."""
-        ...
 
 
 class Recording(Protocol):
@@ -124,7 +90,7 @@ class Recordings:
         self._make_recorder = recorder
         self._running: dict[str, _Running] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._posting = asyncio.Lock()
+        self.posting = FilePosting(meetings, files, poster, clock)
         meetings.listeners.append(self._meeting_changed)
 
     def running(self, meeting_id: str) -> bool:
@@ -174,7 +140,7 @@ class Recordings:
                     continue
                 self._attach(meeting, "the bridge, after a restart")
                 await self._tell(meeting, "Recording goes on after a restart of the bridge.")
-        self._spawn(self._post_unposted())
+        self._spawn(self.posting.post_unposted())
 
     async def close(self) -> None:
         """Shutdown: finish every recording on disk and register its files (posted at
@@ -228,7 +194,7 @@ class Recordings:
 
     async def _finish(self, meeting: Meeting, running: _Running) -> None:
         await self._register(meeting.id, meeting, running)
-        await self._post_unposted()
+        await self.posting.post_unposted()
 
     async def _register(self, meeting_id: str, meeting: Meeting | None, running: _Running) -> None:
         """Finish the files on disk and store them, unposted."""
@@ -261,68 +227,6 @@ class Recordings:
             )
         log.info("Recording of %s finished: %d file(s)", meeting_id, len(recorded))
 
-    async def _post_unposted(self) -> None:
-        """Post the files not linked yet, one thread per meeting: uploads when they
-        fit the homeserver's limit, a note of what stays on this machine otherwise."""
-        async with self._posting:
-            pending = [f for f in await self.files.unposted() if f.kind == "recording"]
-            if not pending:
-                return
-            limit = await self.poster.upload_limit()
-            by_meeting: dict[str, list[CaptureFile]] = {}
-            for file in pending:
-                by_meeting.setdefault(file.meeting_id, []).append(file)
-            for meeting_id, files in by_meeting.items():
-                try:
-                    await self._post_meeting(meeting_id, files, limit)
-                except Exception:
-                    log.exception("Posting the recording of %s failed; retried later", meeting_id)
-
-    async def _post_meeting(
-        self, meeting_id: str, files: list[CaptureFile], limit: int | None
-    ) -> None:
-        meeting = await self.meetings.get(meeting_id)
-        title = meeting.title if meeting is not None else meeting_id
-        room_id = files[0].room_id
-        if meeting is not None:
-            room_id = meeting.room_id  # it may have moved since
-        total = sum(f.size for f in files)
-        text = f'Recording of "{title}": {len(files)} file(s), {human_size(total)}.'
-        root = await self.poster.notice(
-            room_id,
-            text,
-            f"Recording of <b>{escape(title)}</b>: {len(files)} file(s), {human_size(total)}.",
-        )
-        kept: list[CaptureFile] = []
-        for file in files:
-            path = Path(file.path or "")
-            if not await asyncio.to_thread(path.is_file):
-                log.warning("Recorded file %s is gone; not posted", path)
-                file.deleted_at = self.clock.now_ms()
-                file.event_id = root
-                await self.files.save(file)
-                continue
-            if limit is not None and file.size > limit:
-                kept.append(file)
-                continue
-            mxc, event_id = await self.poster.post_file(
-                room_id,
-                FileToPost(path, file.name, file.mime_type, file.size, file.duration_ms),
-                root,
-            )
-            file.mxc, file.event_id, file.room_id = mxc, event_id, room_id
-            await self.files.save(file)
-        if kept:
-            names = ", ".join(f"{f.name} ({human_size(f.size)})" for f in kept)
-            note = (
-                f"Over the homeserver's upload limit ({human_size(limit or 0)}), so kept on the "
-                f"bridge's server under recording.path/{meeting_id}: {names}. Ask its operator."
-            )
-            event_id = await self.poster.notice(room_id, note)
-            for file in kept:
-                file.event_id, file.room_id = event_id, room_id
-                await self.files.save(file)
-
     async def _tell(self, meeting: Meeting, text: str) -> None:
         if meeting.hosted_elsewhere and not meeting.room_id:
             return
@@ -340,13 +244,3 @@ class Recordings:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("A recording task failed", exc_info=task.exception())
-
-
-def human_size(size: int) -> str:
-    """A size as people read it: 950 bytes, 12.5 kB, 3.2 MB, 1.4 GB."""
-    if size < 1000:
-        return f"{size} bytes"
-    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
-        if size < scale * 1000 or unit == "GB":
-            return f"{size / scale:.1f} {unit}"
-    raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..clock import Clock
 from ..meeting.store import CaptureFileStore, CaptureKind
-from .service import CapturePoster
+from .posting import CapturePoster
 
 log = logging.getLogger("visio.capture.retention")
 

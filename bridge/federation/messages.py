@@ -131,7 +131,29 @@ def participant_message(kind: str, participant: Participant) -> str:
     return json.dumps({"type": kind, "participant": participant.describe()})
 
 
-_STATE_TYPES = ("hello", "joined", "updated", "left", "speaker", "capture", "end", "bye")
+_STATE_TYPES = (
+    "hello",
+    "joined",
+    "updated",
+    "left",
+    "speaker",
+    "capture",
+    "caption",
+    "end",
+    "bye",
+)
+
+#: The longest caption a trunk carries, in characters.
+MAX_CAPTION = 2000
+
+
+def caption_of(message: dict[str, Any]) -> tuple[str, str]:
+    """(participant id, text) of a ``caption`` message."""
+    participant_id = participant_id_of(message)
+    text = message.get("text")
+    if participant_id is None or not isinstance(text, str) or not 0 < len(text) <= MAX_CAPTION:
+        raise BadMessage(f"a caption needs a participant_id and 1 to {MAX_CAPTION} characters")
+    return participant_id, text
 
 
 def capture_of(message: dict[str, Any]) -> tuple[bool, bool]:

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from ..meeting.attendee import Dismissal
 from ..meeting.events import (
+    Caption,
     CaptureChanged,
     MeetingEnded,
     MeetingEvent,
@@ -61,6 +62,7 @@ from .messages import (
     VERSION,
     BadMessage,
     RemoteParticipant,
+    caption_of,
     capture_of,
     parse_answer,
     parse_offer,
@@ -207,6 +209,13 @@ class TrunkLink:
                 self._send(state_message("speaker", participant_id=event.participant_id))
         elif isinstance(event, CaptureChanged):
             self._tell_capture()
+        elif isinstance(event, Caption):
+            # Whichever bridge transcribed it, a caption crosses each trunk once and is
+            # never sent back where it came from.
+            if event.via != self.trunk_id:
+                self._send(
+                    state_message("caption", participant_id=event.participant_id, text=event.text)
+                )
         elif isinstance(event, MeetingEnded):
             self._send(state_message("end", ended_by=event.ended_by))
 
@@ -264,6 +273,11 @@ class TrunkLink:
             if self.hosting:
                 raise BadMessage("the active speaker is the host's to decide")
             meetings.set_speaker(self.meeting, participant_id_of(message))
+        elif kind == "caption":
+            participant_id, caption = caption_of(message)
+            if participant_id not in self.meeting.participants:
+                raise BadMessage(f"a caption of {participant_id}, who is not in the meeting")
+            meetings.caption(self.meeting, participant_id, caption, via=self.trunk_id)
         elif kind == "capture":
             meetings.set_capture_elsewhere(self.meeting, self.trunk_id, capture_of(message))
         elif kind == "end":

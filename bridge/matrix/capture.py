@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from mautrix.api import Method, SynapseAdminPath
-from mautrix.appservice import IntentAPI
+from mautrix.appservice import AppService, IntentAPI
 from mautrix.errors import MatrixRequestError
 from mautrix.types import EventID, EventType, RoomID
 
-from ..capture.service import FileToPost
+from ..capture.posting import FileToPost
 
 log = logging.getLogger("visio.matrix.capture")
 
@@ -25,13 +25,22 @@ CHUNK = 1 << 20
 class MatrixCapture:
     """Posts what capture produced as the bridge bot."""
 
-    def __init__(self, bot: IntentAPI) -> None:
-        self.bot = bot
+    def __init__(self, az: AppService) -> None:
+        self.az = az
 
-    async def notice(self, room_id: str, text: str, html: str | None = None) -> str:
+    @property
+    def bot(self) -> IntentAPI:
+        # The appservice's intent exists once it has started.
+        return self.az.intent
+
+    async def notice(
+        self, room_id: str, text: str, html: str | None = None, thread_root: str | None = None
+    ) -> str:
         content: dict[str, Any] = {"msgtype": "m.notice", "body": text}
         if html is not None:
             content |= {"format": "org.matrix.custom.html", "formatted_body": html}
+        if thread_root is not None:
+            content["m.relates_to"] = _in_thread(thread_root)
         return await self._send(room_id, content)
 
     async def upload_limit(self) -> int | None:
@@ -58,12 +67,7 @@ class MatrixCapture:
             "filename": file.name,
             "url": str(mxc),
             "info": info,
-            "m.relates_to": {
-                "rel_type": "m.thread",
-                "event_id": thread_root,
-                "is_falling_back": True,
-                "m.in_reply_to": {"event_id": thread_root},
-            },
+            "m.relates_to": _in_thread(thread_root),
         }
         return str(mxc), await self._send(room_id, content)
 
@@ -94,6 +98,16 @@ class MatrixCapture:
             log.info("Could not delete %s (%s): the bot is no server admin?", mxc, e.message)
             return False
         return True
+
+
+def _in_thread(root: str) -> dict[str, Any]:
+    # With the reply fallback, clients without threads show it as a reply to the root.
+    return {
+        "rel_type": "m.thread",
+        "event_id": root,
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": root},
+    }
 
 
 async def _chunks(path: Path) -> AsyncIterator[bytes]:

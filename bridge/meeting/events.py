@@ -86,6 +86,27 @@ class CaptureChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Caption:
+    """What one participant just said, as the transcriber heard it (one finished
+    segment of their speech): a live caption."""
+
+    participant_id: str
+    text: str
+    #: The trunk it came over, when another agency's bridge transcribed it (so that it
+    #: is not sent back there).
+    via: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptionsStatus:
+    """Whether captions are limited now (the machine cannot transcribe everyone who
+    speaks), with a sentence to show."""
+
+    limited: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class MeetingEnded:
     """The meeting ends now. Told to watchers only (trunks), before anyone's media is
     released; participants are dismissed instead."""
@@ -102,5 +123,7 @@ MeetingEvent = (
     | TrackRemoved
     | SpeakerChanged
     | CaptureChanged
+    | Caption
+    | CaptionsStatus
     | MeetingEnded
 )

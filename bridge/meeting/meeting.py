@@ -62,6 +62,9 @@ class Meeting:
     #: (recording, transcribing) by trunk id. Not stored: a trunk says it again when it
     #: comes back.
     capture_elsewhere: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    #: Why live captions are limited now (the transcriber cannot keep up with everyone
+    #: who speaks), in plain words; None when they are not. Not stored.
+    captions_limited: str | None = None
     #: Who is in the live meeting right now, by participant id.
     participants: dict[str, Participant] = field(default_factory=dict)
 

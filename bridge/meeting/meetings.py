@@ -21,6 +21,8 @@ from ..clock import Clock
 from ..refusal import Refusal
 from .attendee import MEETING_ENDED, REPLACED, Attendee, Dismissal
 from .events import (
+    Caption,
+    CaptionsStatus,
     CaptureChanged,
     MeetingEnded,
     ParticipantJoined,
@@ -296,6 +298,23 @@ class Meetings:
         live = self._media_of.get(meeting.id)
         if live is not None and (meeting.recorded, meeting.transcribed) != before:
             live.broadcast(CaptureChanged(meeting, meeting.recorded, meeting.transcribed))
+
+    def caption(
+        self, meeting: Meeting, participant_id: str, text: str, via: str | None = None
+    ) -> None:
+        """A live caption of what someone in the meeting said, for every door (``via``:
+        the trunk it came over)."""
+        live = self._media_of.get(meeting.id)
+        if live is not None and participant_id in meeting.participants and text:
+            live.broadcast(Caption(participant_id, text, via))
+
+    def captions_status(self, meeting: Meeting, limited: bool, message: str) -> None:
+        """Tell everyone whether captions are limited now, and why (people who join
+        later are told with their welcome)."""
+        meeting.captions_limited = (message or "Captions are limited.") if limited else None
+        live = self._media_of.get(meeting.id)
+        if live is not None:
+            live.broadcast(CaptionsStatus(limited, message))
 
     def add_sink(self, meeting: Meeting, sink: MediaSink) -> None:
         """Attach an in-process listener that only receives (a recorder, a transcriber)

@@ -22,6 +22,8 @@ from yarl import URL
 from ..auth.signin import Credential, LinkCredential, OpenIDCredential, SignIn
 from ..meeting.attendee import RESTARTING, Dismissal
 from ..meeting.events import (
+    Caption,
+    CaptionsStatus,
     CaptureChanged,
     MeetingEvent,
     ParticipantJoined,
@@ -324,6 +326,14 @@ class Session:
     def deliver(self, event: MeetingEvent) -> None:
         if isinstance(event, Welcome):
             self.send(self._joined(event))
+            if event.meeting.captions_limited is not None:
+                self.send(
+                    {
+                        "type": "captions_status",
+                        "limited": True,
+                        "message": event.meeting.captions_limited,
+                    }
+                )
         elif isinstance(event, ParticipantJoined):
             self.send({"type": "participant_joined", "participant": event.participant.describe()})
         elif isinstance(event, ParticipantUpdated):
@@ -336,6 +346,14 @@ class Session:
             self.send({"type": "track_removed", **track_json(event.track)})
         elif isinstance(event, SpeakerChanged):
             self.send({"type": "active_speaker", "participant_id": event.participant_id})
+        elif isinstance(event, Caption):
+            self.send(
+                {"type": "caption", "participant_id": event.participant_id, "text": event.text}
+            )
+        elif isinstance(event, CaptionsStatus):
+            self.send(
+                {"type": "captions_status", "limited": event.limited, "message": event.message}
+            )
         elif isinstance(event, CaptureChanged):
             self.send(
                 {

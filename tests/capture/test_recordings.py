@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from bridge.capture.posting import FileToPost
+from bridge.capture.recordings import CaptureError, Recordings
 from bridge.capture.retention import DAY_MS, Retention
-from bridge.capture.service import CaptureError, FileToPost, Recordings
 from bridge.db import Storage
 from bridge.meeting.events import CaptureChanged
 from bridge.meeting.media import FrameHandler, TrackPublished
@@ -62,13 +63,18 @@ class FakeRoom:
     limit: int | None = 2000
     may_delete_media: bool = False
     notices: list[tuple[str, str]] = field(default_factory=list)
+    #: The thread each notice went in (None: the room's main timeline).
+    threads: list[str | None] = field(default_factory=list)
     files: list[tuple[str, FileToPost, str]] = field(default_factory=list)
     redacted: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     fail_uploads: bool = False
 
-    async def notice(self, room_id: str, text: str, html: str | None = None) -> str:
+    async def notice(
+        self, room_id: str, text: str, html: str | None = None, thread_root: str | None = None
+    ) -> str:
         self.notices.append((room_id, text))
+        self.threads.append(thread_root)
         return f"$notice{len(self.notices)}"
 
     async def upload_limit(self) -> int | None:

@@ -19,6 +19,7 @@ from bridge.db import Storage, upgrade_table
 from bridge.federation import TRUNK_ANSWER, TRUNK_OFFER, TrunkPolicy, Trunks
 from bridge.federation import trunks as trunks_module
 from bridge.meeting.events import (
+    Caption,
     CaptureChanged,
     ParticipantJoined,
     ParticipantLeft,
@@ -460,3 +461,41 @@ async def test_recording_anywhere_is_told_on_every_side(sides: dict[str, Side]) 
     host_end.trunk_state(json.dumps({"type": "capture", "recording": "yes"}))
     await asyncio.sleep(0.1)
     assert not meeting_a.recorded
+
+
+async def test_captions_cross_each_trunk_once_and_never_back(sides: dict[str, Side]) -> None:
+    a, b, c = sides["a"], sides["b"], sides["c"]
+    meeting_a = await hosted(a, b, c)
+    meeting_b, meeting_c = b.meetings.live(meeting_a.id), c.meetings.live(meeting_a.id)
+    assert meeting_b is not None and meeting_c is not None
+    alice_door, bob_door, carol_door = (
+        RecordingAttendee(),
+        RecordingAttendee(),
+        RecordingAttendee(),
+    )
+    alice = await a.meetings.join(meeting_a, a.person("alice"), "Alice", alice_door)
+    bob = await b.meetings.join(meeting_b, b.person("bob"), "Bob", bob_door)
+    await c.meetings.join(meeting_c, c.person("carol"), "Carol", carol_door)
+    everyone = {"@alice:a.test", "@bob:b.test", "@carol:c.test"}
+    await until(lambda: names(meeting_a) == names(meeting_b) == names(meeting_c) == everyone)
+
+    def captions(door: RecordingAttendee) -> list[tuple[str, str]]:
+        return [(e.participant_id, e.text) for e in door.events if isinstance(e, Caption)]
+
+    a.meetings.caption(meeting_a, alice.id, "Bonjour à tous")  # the host transcribes
+    b.meetings.caption(meeting_b, bob.id, "Hello from B")  # and so does B
+    await until(lambda: len(captions(carol_door)) == 2)
+    await asyncio.sleep(0.1)
+    assert sorted(captions(carol_door)) == [(alice.id, "Bonjour à tous"), (bob.id, "Hello from B")]
+    assert len(captions(alice_door)) == 2
+    assert len(captions(bob_door)) == 2  # its own once, not echoed back by the host
+
+    host_end = next(link for link in a.door.links if link.peer == b.bot)
+    for bad in (
+        {"type": "caption", "participant_id": "pnobody", "text": "ghost"},
+        {"type": "caption", "participant_id": alice.id, "text": "x" * 5000},
+        {"type": "caption", "participant_id": alice.id},
+    ):
+        host_end.trunk_state(json.dumps(bad))
+    await asyncio.sleep(0.1)
+    assert len(captions(alice_door)) == 2

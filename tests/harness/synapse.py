@@ -569,6 +569,10 @@ class MatrixUser:
         uri = await self.client_api.upload_media(data, mime_type=content_type, filename=filename)
         return str(uri)
 
+    async def download(self, mxc: str) -> bytes:
+        """Download media with this user's token (authenticated media)."""
+        return bytes(await self.client_api.download_media(ContentURI(mxc)))
+
     async def set_avatar_url(self, mxc: str) -> None:
         await self.client_api.set_avatar_url(ContentURI(mxc), check_current=False)
 

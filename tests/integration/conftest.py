@@ -56,6 +56,8 @@ def write_bridge_config(
     data["media"]["allow_private_candidates"] = True
     data["federation"]["allow_private_addresses"] = True
     data["logging"]["loggers"]["visio"]["level"] = "DEBUG"
+    # Recordings and transcripts stay in the test's folder.
+    data["recording"]["path"] = str(directory / "recordings")
     for key, value in (overrides or {}).items():
         *parents, last = key.split(".")
         section = data

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.auth.links import LinkError, LinkSigner, PersonalLinks
-from bridge.capture.service import Recordings
+from bridge.capture.recordings import Recordings
 from bridge.clock import ManualClock
 from bridge.db import Storage
 from bridge.matrix.commands import CommandContext, CommandEvent

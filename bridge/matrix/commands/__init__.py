@@ -13,7 +13,8 @@ from html import escape
 from typing import Protocol
 
 from ...auth.links import PersonalLinks
-from ...capture.service import Recordings
+from ...capture.recordings import Recordings
+from ...capture.transcripts import Transcriptions
 from ...clock import Clock
 from ...meeting.meeting import Meeting
 from ...meeting.meetings import Meetings
@@ -98,6 +99,8 @@ class CommandContext:
     end_elsewhere: Callable[[Meeting, str], Awaitable[bool]] | None = None
     #: Starts and stops recordings (None: this bridge does not record).
     recordings: Recordings | None = None
+    #: Starts and stops transcription (None: this bridge does not transcribe).
+    transcriptions: Transcriptions | None = None
 
 
 @dataclass

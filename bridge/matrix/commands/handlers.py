@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from html import escape
 
-from ...capture.service import CaptureError
+from ...capture.recordings import CaptureError
 from ...config import server_of
 from ...meeting.meeting import Meeting, MeetingSummary, format_duration
 from ...meeting.meetings import MeetingError
@@ -218,6 +218,29 @@ async def cmd_link(evt: CommandEvent) -> None:
         await evt.reply("I sent you a personal link in a direct message.")
 
 
+async def cmd_transcribe(evt: CommandEvent) -> None:
+    action = evt.args.strip().lower()
+    if action not in ("on", "off"):
+        raise CommandUsageError("Say on or off.")
+    meeting = await _live_meeting(evt)
+    if meeting is None:
+        return
+    if evt.role != Role.MODERATOR:
+        await evt.reply("Only moderators can turn transcription on or off.")
+        return
+    transcriptions = evt.ctx.transcriptions
+    if transcriptions is None:
+        await evt.reply("This bridge does not transcribe meetings.")
+        return
+    try:
+        if action == "on":
+            await transcriptions.start(meeting, evt.sender)
+        else:
+            await transcriptions.stop(meeting, evt.sender)
+    except (CaptureError, MeetingError) as e:
+        await evt.reply(str(e))
+
+
 async def cmd_record(evt: CommandEvent) -> None:
     action = evt.args.strip().lower()
     if action not in ("start", "stop"):
@@ -265,6 +288,13 @@ COMMANDS: dict[str, Command] = {
             "record the meeting on this agency's servers (moderators; everyone is told)",
             Level.USER,
             cmd_record,
+        ),
+        Command(
+            "transcribe on|off",
+            "live captions and a transcript, made on this agency's servers (moderators; "
+            "everyone is told)",
+            Level.USER,
+            cmd_transcribe,
         ),
     )
 }

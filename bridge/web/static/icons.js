@@ -22,6 +22,14 @@ const PATHS = {
     "M17 11.5a2.5 2.5 0 1 0 0-5 2.5 2.5 0 0 0 0 5z M17 14a5 5 0 0 1 4.5 5",
   leave: "M10 4H5a1 1 0 0 0-1 1v14a1 1 0 0 0 1 1h5 M15 8l4 4-4 4 M19 12H9",
   close: "M6 6l12 12 M18 6L6 18",
+  // A ring with a dot: the usual "recording" sign.
+  record: "M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z M12 9.5a2.5 2.5 0 1 0 0 5 2.5 2.5 0 0 0 0-5z",
+  // A page with lines of text.
+  transcript: "M6 3h9l4 4v14H6z M15 3v4h4 M9 12h7 M9 15h7 M9 18h4",
+  // A screen with lines of subtitles.
+  captions:
+    "M4 5h16a1 1 0 0 1 1 1v12a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V6a1 1 0 0 1 1-1z " +
+    "M7 12h4 M13 12h4 M7 15h6 M15 15h2",
 };
 
 /** An `<svg>` for `name`, hidden from screen readers. */

@@ -4,6 +4,7 @@
 // Modules: auth.js + widget-api.js (sign-in), prejoin.js (before joining), media.js (own
 // devices), session.js (join, reconnect) with signaling.js and peers.js (+ sdp.js),
 // ui.js (screen) with stage.js (videos), roster.js (people), levels.js (who speaks),
+// captions.js (live captions), capture.js (recording and transcription notice),
 // words.js (what the page says), icons.js (drawn icons).
 //
 // Test hook, read by tests/integration/browser.py (Playwright), not an API:
@@ -18,6 +19,7 @@
 //   window.visio.remoteTracks [{participantId, source, kind, mid}] being received
 
 import { WidgetAuth, chooseAuth } from "./auth.js";
+import { CaptureNotice } from "./capture.js";
 import { placeIcons } from "./icons.js";
 import { SpeakingMonitor } from "./levels.js";
 import { LocalMedia } from "./media.js";
@@ -33,6 +35,13 @@ const meetingId = decodeURIComponent(location.pathname.split("/").filter(Boolean
 // token must leave the address bar before anything else runs.
 const auth = chooseAuth();
 const announcer = new Announcer($("announce-polite"), $("announce-alert"));
+const capture = new CaptureNotice({
+  badges: [$("prejoin-capture"), $("meeting-capture")],
+  consequence: $("prejoin-capture-note"),
+  announcer,
+});
+// While someone waits on the pre-join screen, recording may start: look again this often.
+const INFO_EVERY_MS = 10000;
 let session = null;
 let levels = null;
 let pageState = "loading";
@@ -136,8 +145,20 @@ async function prejoinThenJoin(info) {
   showScreen("prejoin");
   document.title = `${info.title || "Meeting"} · Visio`;
   if (document.hasFocus()) $("display-name").focus();
-  const { displayName } = await prejoin.run();
-  const view = new MeetingView({ announcer, onRejoin: () => prejoinThenJoin(info) });
+  capture.fromInfo(info);
+  let waiting = true; // an answer that comes after joining is older than `joined`
+  const watching = setInterval(async () => {
+    const fresh = await meetingInfo();
+    if (waiting) capture.fromInfo(fresh);
+  }, INFO_EVERY_MS);
+  let displayName;
+  try {
+    ({ displayName } = await prejoin.run());
+  } finally {
+    waiting = false;
+    clearInterval(watching);
+  }
+  const view = new MeetingView({ announcer, capture, onRejoin: () => rejoin(info) });
   session = new Session({ meetingId, auth, media, view, displayName });
   bindControls(session, view);
   levels?.stop();
@@ -150,6 +171,14 @@ async function prejoinThenJoin(info) {
   }), (speaking) => view.setSpeaking(speaking));
   levels.start();
   session.start();
+}
+
+/** "Join again" after leaving: what runs on the meeting is asked afresh, not taken
+ * from the first visit (the page knows the latest until then). */
+async function rejoin(info) {
+  const { recording, transcribing, ...rest } = info;
+  const fresh = await meetingInfo();
+  await prejoinThenJoin(fresh.missing ? rest : { ...rest, ...fresh });
 }
 
 function bindControls(current, view) {

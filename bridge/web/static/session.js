@@ -340,6 +340,17 @@ const HANDLERS = {
     this.activeSpeaker = participantId ?? null;
     this.view.setActiveSpeaker(this.activeSpeaker);
   },
+  capture_changed(message) {
+    this.view.setCapture(message);
+  },
+  caption({ participant_id: participantId, text }) {
+    if (typeof participantId === "string" && typeof text === "string") {
+      this.view.caption(participantId, text);
+    }
+  },
+  captions_status({ limited, message }) {
+    this.view.setCaptionsStatus(limited === true, typeof message === "string" ? message : "");
+  },
   meeting_ended() {
     this.end("meeting_ended");
   },

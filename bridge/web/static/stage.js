@@ -1,6 +1,6 @@
-// The videos: one tile per participant (camera, with their microphone's audio), and a
-// large tile per screen share. Tiles carry `data-participant-id`, `data-source` and, for
-// our own, `data-local="true"`.
+// The videos: one tile per participant (camera, with their microphone's audio and their
+// live caption), and a large tile per screen share. Tiles carry `data-participant-id`,
+// `data-source` and, for our own, `data-local="true"`.
 
 import { icon } from "./icons.js";
 
@@ -54,9 +54,12 @@ class Tile {
       "End-to-end encrypted in Element Call: cannot be played here",
     );
     this.encryptedNote.hidden = true;
+    // What they just said, when captions run (captions.js fills it, as text only).
+    this.captionLine = element("p", "live-caption");
+    this.captionLine.hidden = true;
     const caption = element("figcaption");
     caption.append(this.name, this.hand, this.micOff, this.encryptedNote);
-    this.node.append(this.video, this.avatar, caption);
+    this.node.append(this.video, this.avatar, this.captionLine, caption);
     this.videoTrack = null;
     this.audio = null;
     this.videoOff = false;
@@ -162,6 +165,11 @@ export class Stage {
     const you = participant.participant_id === this.localId;
     if (source === "screen") return you ? "Your screen" : `${name}'s screen`;
     return you ? `${name} (you)` : name;
+  }
+
+  /** Where a participant's live caption goes: under their camera tile (null without one). */
+  captionLine(participantId) {
+    return this.tiles.get(this.key(participantId, "camera"))?.captionLine ?? null;
   }
 
   /** Shows (or updates) a participant's camera tile. */

@@ -1,6 +1,7 @@
 // What the meeting screen shows: connection status, the stage, the list of people, the
 // controls' state, and announcements for screen readers.
 
+import { Captions } from "./captions.js";
 import { Roster } from "./roster.js";
 import { Stage } from "./stage.js";
 import { ending } from "./words.js";
@@ -12,12 +13,26 @@ export class Announcer {
   constructor(polite, assertive) {
     this.polite = polite;
     this.assertive = assertive;
+    this.pending = new Map(); // region -> words waiting to be set there
   }
 
   say(text, region = this.polite) {
+    if (!text) return;
+    // Words said together (a join, and what runs on the meeting) are read together,
+    // rather than the last replacing the others before anyone heard them.
+    const waiting = this.pending.get(region);
+    if (waiting) {
+      waiting.push(text);
+      return;
+    }
+    const words = [text];
+    this.pending.set(region, words);
     // Emptying first makes the same words be read again.
     region.textContent = "";
-    setTimeout(() => { region.textContent = text; }, 50);
+    setTimeout(() => {
+      this.pending.delete(region);
+      region.textContent = words.join(" ");
+    }, 50);
   }
 
   alert(text) {
@@ -54,8 +69,10 @@ function setPressed(button, pressed) {
 }
 
 export class MeetingView {
-  constructor({ announcer, onRejoin }) {
+  /** `capture`: the page's CaptureNotice (capture.js), shared with the pre-join screen. */
+  constructor({ announcer, capture, onRejoin }) {
     this.announcer = announcer;
+    this.capture = capture;
     this.onRejoin = onRejoin;
     this.stage = new Stage({
       stage: $("stage"),
@@ -64,6 +81,12 @@ export class MeetingView {
       onSoundBlocked: () => { $("sound-blocked").hidden = false; },
     });
     this.roster = new Roster({ list: $("people-list"), count: $("people-count") });
+    this.captions = new Captions({
+      stage: this.stage,
+      toggle: $("control-captions"),
+      status: $("captions-status"),
+      announcer,
+    });
     this.self = null;
     this.others = new Map();
     this.media = null;
@@ -117,6 +140,22 @@ export class MeetingView {
     const count = others.length;
     const company = count === 0 ? "You are the only one here." : `${count} other${count > 1 ? "s" : ""} here.`;
     this.announce(`${reconnected ? "Reconnected" : "You joined the meeting"}. ${company}`);
+    this.capture.joined(meeting, reconnected);
+    if (this.capture.transcribing) this.captions.offer();
+  }
+
+  /** `capture_changed`: recording or transcription started or stopped. */
+  setCapture(message) {
+    this.capture.changed(message);
+    if (this.capture.transcribing) this.captions.offer();
+  }
+
+  caption(participantId, text) {
+    this.captions.show(participantId, text);
+  }
+
+  setCaptionsStatus(limited, message) {
+    this.captions.setStatus(limited, message);
   }
 
   renderRoster() {
@@ -192,6 +231,7 @@ export class MeetingView {
   }
 
   clearMeeting() {
+    this.captions.reset();
     this.remoteTracks = [];
     this.stage.clear();
     this.others = new Map();

@@ -64,3 +64,46 @@ export function ending(reason, detail) {
     .join(" ");
   return { ...base, text };
 }
+
+// Recording and transcription: nobody may be recorded without being told (in France it
+// is an offence), so the page says it in words, never by colour alone.
+
+/** The badge's words, one per thing that runs: `[{kind, words}]` (empty when neither). */
+export function captureBadges({ recording, transcribing }) {
+  const badges = [];
+  if (recording) badges.push({ kind: "recording", words: "Recording" });
+  if (transcribing) badges.push({ kind: "transcribing", words: "Transcribing" });
+  return badges;
+}
+
+/** One sentence for what runs now, or "" when neither. */
+export function captureSentence({ recording, transcribing }) {
+  if (recording && transcribing) return "This meeting is being recorded and transcribed.";
+  if (recording) return "This meeting is being recorded.";
+  if (transcribing) return "This meeting is being transcribed.";
+  return "";
+}
+
+/** Before joining: what joining means for the person. */
+export function captureConsequence({ recording, transcribing }) {
+  if (recording) return "If you join, what you say and show will be recorded.";
+  if (transcribing) return "If you join, what you say will be written down.";
+  return "";
+}
+
+/** What changed, in words: `{started, stopped}` sentences ("" when nothing did). */
+export function captureChange(before, after) {
+  const started = [];
+  const stopped = [];
+  if (after.recording && !before.recording) started.push("recorded");
+  if (after.transcribing && !before.transcribing) started.push("transcribed");
+  if (before.recording && !after.recording) stopped.push("Recording stopped.");
+  if (before.transcribing && !after.transcribing) stopped.push("Transcription stopped.");
+  return {
+    started: started.length ? `This meeting is now being ${started.join(" and ")}.` : "",
+    stopped: stopped.join(" "),
+  };
+}
+
+/** Said when the server limits captions without saying why. */
+export const CAPTIONS_LIMITED = "Captions cannot be made for everyone right now.";
