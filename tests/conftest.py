@@ -101,3 +101,27 @@ def make_config(**overrides: Any) -> Config:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "one_database: the test's subject is not the database (media, transcription); it "
+        "runs on SQLite only, where every other database test runs on both",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the PostgreSQL run of tests marked ``one_database``: a slow test of
+    media or speech proves nothing more on a second database."""
+    kept, left_out = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        database = callspec.params.get("database_url") if callspec is not None else None
+        if database == "postgres" and item.get_closest_marker("one_database") is not None:
+            left_out.append(item)
+        else:
+            kept.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept

@@ -54,6 +54,7 @@ def packets(data: bytes) -> list[bytes]:
 
 
 @needs_ffprobe
+@pytest.mark.one_database
 async def test_a_recording_is_announced_posted_and_holds_the_forwarded_frames(
     meet: Meet,  # noqa: F811
     tmp_path: Any,
