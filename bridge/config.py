@@ -7,6 +7,7 @@ import os
 import pkgutil
 import re
 import secrets
+from pathlib import Path
 from typing import Any
 
 from mautrix.util.config import BaseFileConfig, ConfigUpdateHelper, RecursiveDict
@@ -321,6 +322,14 @@ class Config(BaseFileConfig):
             days = self[key]
             if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= 36500:
                 raise ConfigError(key, f"{days!r} is not a number of days (0 keeps for ever)")
+
+    def recording_path(self) -> Path:
+        """``recording.path``, a relative one taken from the config file's folder (so a
+        container's ``/data/config.yaml`` records into ``/data/recordings``)."""
+        path = Path(self["recording.path"]).expanduser()
+        if path.is_absolute():
+            return path
+        return Path(self.path).resolve().parent / path
 
     def udp_port_range(self) -> tuple[int, int] | None:
         """``media.udp_ports`` as (low, high), or None for any port."""

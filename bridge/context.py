@@ -189,7 +189,7 @@ class Bridge:
             capture_poster,
             self.clock,
             enabled=config["recording.enabled"],
-            path=Path(config["recording.path"]),
+            path=config.recording_path(),
             recorder=_recorder,
         )
         self._engine: Engine | None = None
@@ -200,7 +200,7 @@ class Bridge:
             self.recordings.posting,
             self.clock,
             transcriber=(self._transcriber if config["transcription.engine"] != "none" else None),
-            path=Path(config["recording.path"]),
+            path=config.recording_path(),
             unavailable=(
                 "Transcription is not set up on this bridge (transcription.engine is none)."
             ),

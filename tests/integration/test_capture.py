@@ -16,6 +16,8 @@ from typing import Any
 import av
 import pytest
 
+from bridge.capture.retention import DAY_MS, Retention
+from bridge.clock import ManualClock
 from tests.integration.conftest import Stack, eventually
 from tests.integration.test_signaling import Meet, meet  # noqa: F401 - the fixture
 
@@ -128,9 +130,36 @@ async def test_a_recording_is_announced_posted_and_holds_the_forwarded_frames(
     mix = await alice_user.download(by_name["mix.webm"]["url"])
     assert probe(mix, ".webm", tmp_path)["streams"][0]["codec_name"] == "opus"
     # The files stay on the bridge's disk until retention deletes them.
-    assert stack.bridge is not None
+    bridge = stack.bridge
+    assert bridge is not None
     kept = list((stack.directory / "recordings" / meet.meeting.id).rglob("*.webm"))
     assert len(kept) == 4
+
+    # A month later: retention deletes the files and redacts their messages in the room;
+    # the bot is no server admin here, so it says the uploads are left.
+    later = ManualClock(bridge.clock.now_ms() + 31 * DAY_MS)
+    retention = Retention(
+        bridge.storage.capture_files,
+        bridge.retention.poster,
+        later,
+        days={"recording": 30, "transcript": 30},
+    )
+    report = await retention.run()
+    assert report.deleted == 4 and len(report.left) == 4
+    assert all("the upload mxc://" in line for line in report.left)
+    assert not any(path.exists() for path in kept)
+    redacted = {f["event_id"] for f in files}
+
+    async def gone() -> bool:
+        await alice_user.sync_once()
+        return redacted <= {
+            # Top level before room version 11, in the content since.
+            e.get("redacts") or e["content"].get("redacts")
+            for e in alice_user.timeline(meet.room_id)
+            if e["type"] == "m.room.redaction"
+        }
+
+    await eventually(gone)
 
 
 async def _count(frames: list[Any], count: int) -> bool:

@@ -6,6 +6,7 @@ voice, and the captions show under the speaker's tile on the other person's page
 
 from __future__ import annotations
 
+import asyncio
 import re
 import wave
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from playwright.async_api import Browser, async_playwright
 
 from tests.conftest import require_or_skip
 from tests.devtools.models import model_cache
+from tests.harness.synthetic import LoopedOpusTrack
 from tests.integration.browser import CHROMIUM_ARGS, chromium_path, new_participant, open_meeting
 from tests.integration.conftest import Stack, eventually
 from tests.integration.test_browser_capture import wait_for_badge
@@ -169,3 +171,53 @@ async def test_the_room_gets_who_said_what_and_the_pages_show_captions(
             await alice.close()
             await bob.close()
     assert stack.bridge is not None
+
+
+async def test_five_speakers_on_two_cores_limit_captions_never_the_media(
+    meet: Meet,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """With max_speakers 2, five people speaking at once: the pages are told that
+    captions are limited, and the video everyone receives keeps its frame rate."""
+    stack: Stack = meet.stack
+    alice_user = meet.users["alice"]
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    speakers = []
+    for n, name in enumerate(("carol", "dave", "erin", "frank")):
+        user = await stack.user(name)
+        await alice_user.invite(meet.room_id, user.user_id)
+        await user.join(meet.room_id)
+        meet.users[name] = user
+        speakers.append((name, speech.ENGLISH[n:] + speech.ENGLISH[:n]))
+    speakers.insert(0, ("alice", speech.ENGLISH))
+
+    def voice(sentences: tuple[str, ...]) -> LoopedOpusTrack:
+        parts = [speech.render(text, "en-us", voices) for text in sentences]
+        return LoopedOpusTrack(tuple(speech.encode(speech.with_pauses(parts, pause=0.4))))
+
+    bob, _ = await meet.joined("bob", name="Bob")
+    clients = []
+    for name, sentences in speakers:
+        client, _ = await meet.joined(name, name=name.title())
+        await client.publish(camera=name == "alice", voice=voice(sentences))
+        clients.append(client)
+    alice = clients[0]
+    await alice_user.send_text(meet.room_id, "!visio transcribe on")
+    await alice_user.wait_for_message(
+        meet.room_id, lambda e: "Transcription started by" in e["content"]["body"]
+    )
+    status = await bob.expect("captions_status", within=60)
+    assert status["limited"] is True and "microphones" in status["message"]
+    print("captions:", status["message"])
+
+    # While five people speak and two are transcribed, the camera reaches Bob at the
+    # rate it is sent (a generous bound: this is about not stalling, not a benchmark).
+    assert alice.camera is not None
+    sent_before = len(alice.camera.sent)
+    received_before = len(bob.frames_from(alice.participant_id, "camera"))
+    await asyncio.sleep(6)
+    sent = len(alice.camera.sent) - sent_before
+    received = len(bob.frames_from(alice.participant_id, "camera")) - received_before
+    print(f"camera frames in 6 s: sent {sent}, received {received}")
+    assert sent > 60 and received >= 0.8 * sent

@@ -26,7 +26,7 @@ EXTRA_MODULES = ("numpy", "onnxruntime", "faster_whisper", "pocketsphinx")
 MISSING_EXTRA = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
 
 if MISSING_EXTRA and not IN_CI:
-    collect_ignore = ["speech.py", "rtf.py", "test_vad.py", "test_transcriber.py"]
+    collect_ignore = ["speech.py", "test_vad.py", "test_transcriber.py"]
     collect_ignore += ["test_speech.py", "test_real_path.py"]
 
 

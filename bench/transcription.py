@@ -1,15 +1,25 @@
-"""Real-time factors of the transcription stages on this machine:
-``python -m tests.transcription.rtf``.
+"""Transcription on this machine: ``.venv/bin/python bench/transcription.py``.
 
-For each engine, the CPU seconds (all threads of the process) and the wall seconds it
-takes per second of speech, over the espeak-ng corpus, one utterance at a time after a
-warm-up; and the same for listening (Opus decoding and the VAD), per speaker. Prints
-figures; asserts nothing.
+1. Real-time factors: for each engine, the CPU seconds (all threads of the process) and
+   the wall seconds it takes per second of speech, over the espeak-ng corpus, one
+   utterance at a time after a warm-up; and the same for listening (Opus decoding and
+   the VAD), per speaker.
+2. Caption latency: the espeak-ng sentences, with pauses, fed to a real
+   :class:`~bridge.transcription.transcriber.Transcriber` (Whisper base) as 20 ms Opus
+   packets at the pace a browser sends them; for each sentence, the time from the end
+   of its last sample to its segment, which is when the bridge hands the caption to the
+   doors (the signaling hop to a page adds about a millisecond on loopback).
+3. CPU per active speaker: the same with 1 and 2 people speaking at once.
+
+Prints figures; asserts nothing. Needs the ``transcription`` extra and espeak-ng.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,13 +28,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bridge.transcription import engines
 from bridge.transcription.audio import OpusDecoder
 from bridge.transcription.engines import Engine, load_engine
 from bridge.transcription.vad import SileroVad, SpeechDetector
 from tests.devtools.models import whisper_base_dir
-
-from . import speech
+from tests.transcription import speech
+from tests.transcription.latency import live
 
 
 def measure(work: Callable[[], object], seconds: float) -> tuple[float, float]:
@@ -94,5 +106,25 @@ def main() -> None:
     print(f"{'listening (per speaker)':29}{cpu:10.4f}{wall:22.4f}")
 
 
+async def captions() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        sentences = [speech.render(s, "en-us", Path(folder)) for s in speech.ENGLISH]
+    engine = load_engine("whisper", str(whisper_base_dir()), "en")
+    assert engine is not None
+    engine.transcribe(speech.at_16k(sentences[0]), "en")  # warm-up
+    print()
+    print("speakers at once   captions   latency median   p90     max     CPU cores used")
+    for speakers in (1, 2):
+        latencies, used, wall = await live(engine, sentences, speakers)
+        ordered = sorted(latencies)
+        p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+        print(
+            f"{speakers:16}{len(latencies):11}{statistics.median(latencies):15.2f} s"
+            f"{p90:8.2f} s{max(latencies):6.2f} s{used / wall:13.2f}"
+        )
+    engine.close()
+
+
 if __name__ == "__main__":
     main()
+    asyncio.run(captions())
