@@ -61,9 +61,13 @@ class SphinxHere:
         pass
 
 
-def transcribe_all(engine: Engine, clips: list[npt.NDArray[np.float32]], language: str) -> None:
-    for clip in clips:
-        engine.transcribe(clip, language)
+def transcribe_all(
+    engine: Engine, clips: list[npt.NDArray[np.float32]], language: str, out: list[str]
+) -> None:
+    out[:] = [engine.transcribe(clip, language) for clip in clips]
+
+
+REFERENCES = {"en": speech.ENGLISH, "fr": speech.FRENCH}
 
 
 def main() -> None:
@@ -83,15 +87,19 @@ def main() -> None:
     # Whisper's encoder reads 30 s whatever the length: long utterances cost less per second.
     clips["en, one long"] = [np.concatenate(clips["en"])]
     measured[("whisper-base", "en, one long")] = measured[("whisper-base", "en")]
-    print("stage                        CPU s / s of speech   wall s / s of speech")
+    print("stage                        CPU s / s of speech   wall s / s of speech   WER")
     for (name, language), engine in measured.items():
         assert engine is not None
         code = language[:2]
         engine.transcribe(clips[code][0], code)  # warm-up
         samples = clips[language]
         seconds = sum(len(clip) for clip in samples) / 16000
-        cpu, wall = measure(functools.partial(transcribe_all, engine, samples, code), seconds)
-        print(f"{name + ' (' + language + ')':29}{cpu:10.3f}{wall:22.3f}")
+        texts: list[str] = []
+        cpu, wall = measure(
+            functools.partial(transcribe_all, engine, samples, code, texts), seconds
+        )
+        error = speech.word_error_rate(" ".join(REFERENCES[code]), " ".join(texts))
+        print(f"{name + ' (' + language + ')':29}{cpu:10.3f}{wall:22.3f}{error:12.1%}")
 
     packets = speech.encode(speech.with_pauses(english))
     seconds = len(packets) * speech.PACKET / speech.RATE

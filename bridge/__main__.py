@@ -6,6 +6,7 @@ or Ctrl-C. Startup problems end the program with one sentence and a distinct exi
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import faulthandler
 import logging
@@ -155,6 +156,21 @@ class VisioBridge(Program):
             await self.bridge.stop()
             _fail(str(e), e.exit_code)
         await self.bridge.ping_homeserver()
+        # Until now a signal aborts the start (mautrix raises KeyboardInterrupt). From now
+        # on that would be raised in whatever code runs when it comes: a task halfway
+        # through a database call then never gives its connection back, and the stop
+        # waits for it (then the interpreter for the connection's thread). The event
+        # loop takes the signals instead and asks for a clean stop between two steps.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._stop_requested, signum)
+
+    def _stop_requested(self, signum: int) -> None:
+        if not self._stop_task.done():
+            self.log.info("Stopping (signal %d)", signum)
+            self.manual_stop()
+        else:
+            self.log.info("Already stopping (signal %d ignored)", signum)
 
     def prepare_stop(self) -> None:
         # A second SIGTERM or Ctrl-C while stopping would raise inside whatever runs and
@@ -163,8 +179,10 @@ class VisioBridge(Program):
         def already_stopping(signum: int, _frame: object) -> None:
             self.log.info("Already stopping (signal %d ignored)", signum)
 
-        signal.signal(signal.SIGINT, already_stopping)
-        signal.signal(signal.SIGTERM, already_stopping)
+        loop = self.loop
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, already_stopping)
         faulthandler.dump_traceback_later(STOP_LIMIT, exit=True)
 
     async def stop(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import logging
+import os
 import signal
 
 import pytest
@@ -62,6 +63,7 @@ def test_the_stop_is_bounded_by_a_watchdog(monkeypatch: pytest.MonkeyPatch) -> N
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     program = VisioBridge()
     program.log = logging.getLogger("visio.init")  # type: ignore[assignment]
+    program.loop = asyncio.new_event_loop()
     try:
         program.prepare_stop()
         assert armed == [(STOP_LIMIT, True)]
@@ -70,5 +72,59 @@ def test_the_stop_is_bounded_by_a_watchdog(monkeypatch: pytest.MonkeyPatch) -> N
         assert callable(handler)
         handler(signal.SIGTERM, None)
     finally:
+        program.loop.close()
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
+
+
+async def test_once_started_a_signal_asks_for_a_clean_stop_between_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the start, SIGTERM must not raise KeyboardInterrupt inside a task (which
+    would keep a database connection for ever and hang the stop): the loop takes it."""
+
+    class StubBridge:
+        def __init__(self, config: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def ping_homeserver(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr("bridge.__main__.Bridge", StubBridge)
+    monkeypatch.setattr(faulthandler, "dump_traceback_later", lambda timeout, exit=False: None)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    loop = asyncio.get_running_loop()
+    program = VisioBridge()
+    program.log = logging.getLogger("visio.init")  # type: ignore[assignment]
+    program.loop = loop
+    program.config = None  # type: ignore[assignment]  # the stub needs none
+    program._stop_task = loop.create_future()
+    busy = asyncio.Event()
+
+    async def database_call() -> str:
+        busy.set()
+        for _ in range(20):  # work that a signal must not interrupt halfway
+            await asyncio.sleep(0.01)
+        return "done"
+
+    try:
+        await program.start()
+        work = asyncio.ensure_future(database_call())
+        await busy.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await work == "done"  # not interrupted
+        assert program._stop_task.done() and program._stop_task.result() == 0
+        os.kill(os.getpid(), signal.SIGTERM)  # a second one is only noted
+        await asyncio.sleep(0.05)
+        program.prepare_stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         for sig, previous in handlers.items():
             signal.signal(sig, previous)

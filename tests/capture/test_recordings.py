@@ -227,3 +227,22 @@ async def test_retention_deletes_files_and_messages_and_says_what_is_left(setup:
     assert sorted(room.redacted) == ["$file1", "$file2"]
     assert len(report.left) == 2 and "mxc://x/" in report.left[0]  # uploads the bot may not delete
     assert (await retention.run()).deleted == 0  # done once
+
+
+async def test_retention_deletes_uploads_when_the_bot_may(setup: Setup) -> None:
+    meetings, room = setup.world.meetings, setup.room
+    room.limit, room.may_delete_media = None, True
+    meeting, _ = await meetings.start("!room:x", "Old", "@alice:x")
+    await setup.recordings.start(meeting, "@alice:x")
+    await setup.recordings.stop(meeting, "@alice:x")
+    await until(lambda: len(room.files) == 2)
+    retention = Retention(
+        setup.world.storage.capture_files,
+        room,
+        setup.world.clock,
+        days={"recording": 1, "transcript": 1},
+    )
+    setup.world.clock.advance(2 * DAY_MS / 1000)
+    report = await retention.run()
+    assert (report.deleted, report.left) == (2, [])
+    assert sorted(room.deleted) == sorted(f"mxc://x/{f.name}" for _, f, _ in room.files)

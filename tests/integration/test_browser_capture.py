@@ -31,7 +31,8 @@ from tests.integration.browser import (
 )
 from tests.integration.conftest import Stack
 
-pytestmark = pytest.mark.integration
+# The pages are the subject here, not the database: SQLite only (see tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.one_database]
 
 WITHIN_MS = 10_000
 
