@@ -149,11 +149,11 @@ class Transcriptions:
         except BaseException:
             await self._detach(meeting)
             raise
+        where = "the thread of the meeting's notice" if meeting.notice_event else "this thread"
         await self._open_thread(
             meeting,
             f"Transcription started by {by}. Everyone in the meeting is told while it runs; "
-            "live captions show on the meeting page, and the transcript follows in this "
-            "thread.",
+            f"live captions show on the meeting page, and the transcript follows in {where}.",
         )
 
     async def stop(self, meeting: Meeting, by: str) -> None:
@@ -344,14 +344,17 @@ class Transcriptions:
     # Room ------------------------------------------------------------------------
 
     async def _open_thread(self, meeting: Meeting, text: str) -> None:
+        """Tell the room (in its timeline: everyone must see it), and choose the thread
+        the transcript goes in: under the meeting's notice, or under this one when the
+        meeting had none here."""
         running = self._running.get(meeting.id)
         try:
-            root = await self.poster.notice(meeting.room_id, text)
+            said = await self.poster.notice(meeting.room_id, text)
         except Exception:
             log.exception("Telling %s about its transcription failed", meeting.room_id)
             return
         if running is not None:
-            running.thread_root = root
+            running.thread_root = meeting.notice_event or said
 
     async def _notice(self, meeting: Meeting, text: str, running: _Running | None) -> None:
         root = running.thread_root if running is not None else None

@@ -10,7 +10,7 @@ from ..meeting.meeting import Meeting, MeetingState
 
 _COLUMNS = (
     "id, room_id, title, state, started_by, started_at, ended_at, ended_by, widget_id, host,"
-    " recording, transcribing"
+    " recording, transcribing, notice_event"
 )
 
 
@@ -28,6 +28,7 @@ def _from_row(row: Any) -> Meeting:
         host=row["host"],
         recording=bool(row["recording"]),
         transcribing=bool(row["transcribing"]),
+        notice_event=row["notice_event"],
     )
 
 
@@ -41,7 +42,7 @@ class MeetingTable:
     async def insert(self, meeting: Meeting) -> None:
         await self.db.execute(
             f"INSERT INTO meeting ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-            " $11, $12)",
+            " $11, $12, $13)",
             meeting.id,
             meeting.room_id,
             meeting.title,
@@ -54,12 +55,13 @@ class MeetingTable:
             meeting.host,
             meeting.recording,
             meeting.transcribing,
+            meeting.notice_event,
         )
 
     async def save(self, meeting: Meeting) -> None:
         await self.db.execute(
             "UPDATE meeting SET title=$2, state=$3, ended_at=$4, ended_by=$5, room_id=$6,"
-            " recording=$7, transcribing=$8 WHERE id=$1",
+            " recording=$7, transcribing=$8, notice_event=$9 WHERE id=$1",
             meeting.id,
             meeting.title,
             meeting.state.value,
@@ -68,6 +70,7 @@ class MeetingTable:
             meeting.room_id,
             meeting.recording,
             meeting.transcribing,
+            meeting.notice_event,
         )
 
     async def get(self, meeting_id: str) -> Meeting | None:

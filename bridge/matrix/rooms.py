@@ -104,14 +104,14 @@ class MatrixRooms:
         text: str,
         html: str | None = None,
         reply_to: str | None = None,
-    ) -> None:
+    ) -> str:
         content = TextMessageEventContent(msgtype=MessageType.NOTICE, body=text)
         if html is not None:
             content.format = Format.HTML
             content.formatted_body = html
         if reply_to is not None:
             content.relates_to = RelatesTo(in_reply_to=InReplyTo(event_id=EventID(reply_to)))
-        await self.bot.send_message(RoomID(room_id), content)
+        return str(await self.bot.send_message(RoomID(room_id), content))
 
     async def room_name(self, room_id: str) -> str | None:
         try:

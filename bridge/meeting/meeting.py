@@ -58,6 +58,9 @@ class Meeting:
     recording: bool = False
     #: Whether this bridge transcribes the meeting now (everyone is told, on every door).
     transcribing: bool = False
+    #: The room message that announced the meeting (the transcript goes in its thread);
+    #: None when there was none (a call started from Element, another bridge's meeting).
+    notice_event: str | None = None
     #: What other agencies' bridges in the meeting capture, as each trunk last said:
     #: (recording, transcribing) by trunk id. Not stored: a trunk says it again when it
     #: comes back.

@@ -299,6 +299,11 @@ class Meetings:
         if live is not None and (meeting.recorded, meeting.transcribed) != before:
             live.broadcast(CaptureChanged(meeting, meeting.recorded, meeting.transcribed))
 
+    async def set_notice(self, meeting: Meeting, event_id: str) -> None:
+        """Remember the room message that announced the meeting."""
+        meeting.notice_event = event_id
+        await self.store.save(meeting)
+
     def caption(
         self, meeting: Meeting, participant_id: str, text: str, via: str | None = None
     ) -> None:

@@ -172,3 +172,19 @@ def test_the_files_say_who_said_what_when() -> None:
         "WEBVTT\n\n1\n00:01:01.500 --> 00:01:03.000\n<v Alice>Hello &amp; welcome\n\n"
         "2\n01:02:03.004 --> 01:02:03.005\n<v Bob &gt; Carol>Bye\n"
     )
+
+
+async def test_the_transcript_goes_under_the_meetings_notice(setup: Setup) -> None:
+    meetings, room = setup.world.meetings, setup.room
+    meeting, _ = await meetings.start("!room:x", "Weekly", "@alice:x")
+    await meetings.set_notice(meeting, "$meeting-notice")
+    alice = await meetings.join(meeting, identity("alice"), "Alice", RecordingAttendee())
+    await setup.transcriptions.start(meeting, "@alice:x")
+    assert room.threads[0] is None  # the room is told in its timeline
+    assert "follows in the thread of the meeting's notice" in room.notices[0][1]
+    setup.say(alice.id, "Hello.", 0.5, 1.0)
+    await until(lambda: len(room.notices) == 2)
+    assert room.threads[1] == "$meeting-notice"
+    restarted = setup.world.make()
+    await restarted.load()
+    assert restarted.live(meeting.id).notice_event == "$meeting-notice"  # type: ignore[union-attr]

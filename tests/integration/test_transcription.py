@@ -125,9 +125,12 @@ async def test_the_room_gets_who_said_what_and_the_pages_show_captions(
                 bob.page, base + meet.link(meet.users["bob"].user_id), display_name="Bob"
             )
             await alice_user.send_text(meet.room_id, "!visio transcribe on")
-            root = await alice_user.wait_for_message(
+            await alice_user.wait_for_message(
                 meet.room_id, lambda e: "Transcription started by" in e["content"]["body"]
             )
+            # The transcript is a thread under the notice that announced the meeting.
+            root = {"event_id": meet.meeting.notice_event}
+            assert root["event_id"] is not None
             turns: dict[str, list[str]] = {"Alice": [], "Bob": []}
 
             async def heard_everyone() -> bool:

@@ -47,8 +47,9 @@ class RecordingRooms:
 
     async def send_notice(
         self, room_id: str, text: str, html: str | None = None, reply_to: str | None = None
-    ) -> None:
+    ) -> str:
         self.notices.append(Notice(room_id, text, html, reply_to))
+        return f"$notice{len(self.notices)}"
 
     async def room_name(self, room_id: str) -> str | None:
         return self.names.get(room_id)

@@ -14,6 +14,8 @@ async def upgrade_v6(conn: Connection) -> None:
     await conn.execute(
         "ALTER TABLE meeting ADD COLUMN transcribing BOOLEAN NOT NULL DEFAULT false"
     )
+    # The notice that announced the meeting: the transcript is a thread under it.
+    await conn.execute("ALTER TABLE meeting ADD COLUMN notice_event TEXT")
     # One row per file a meeting produced (a recording, a transcript): where it is kept
     # (the homeserver's media repository, or on disk when over its upload limit) and the
     # room message that links it, so that retention can delete both.

@@ -30,7 +30,9 @@ class CommandRooms(Protocol):
 
     async def send_notice(
         self, room_id: str, text: str, html: str | None = None, reply_to: str | None = None
-    ) -> None: ...
+    ) -> str:
+        """Returns the notice's event id."""
+        ...
 
     async def room_name(self, room_id: str) -> str | None: ...
 
@@ -126,8 +128,8 @@ class CommandEvent:
         """How to type a command here: the prefix is optional only in a direct chat."""
         return usage if self.is_direct else f"{self.prefix} {usage}"
 
-    async def reply(self, text: str, html: str | None = None) -> None:
-        await self.ctx.rooms.send_notice(self.room_id, text, html, reply_to=self.event_id)
+    async def reply(self, text: str, html: str | None = None) -> str:
+        return await self.ctx.rooms.send_notice(self.room_id, text, html, reply_to=self.event_id)
 
 
 Handler = Callable[[CommandEvent], Awaitable[None]]

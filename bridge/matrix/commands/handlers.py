@@ -70,7 +70,9 @@ async def cmd_start(evt: CommandEvent) -> None:
         )
         text += "\n" + advice
         html += "<br>" + escape(advice)
-    await evt.reply(text, html)
+    notice = await evt.reply(text, html)
+    # The meeting's notice: its thread gets the transcript, if the meeting is transcribed.
+    await evt.ctx.meetings.set_notice(meeting, notice)
 
 
 async def cmd_end(evt: CommandEvent) -> None:
