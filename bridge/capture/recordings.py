@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from ..meeting.meeting import Meeting
 from ..meeting.meetings import Change, Meetings
 from ..meeting.store import CaptureFile, CaptureFileStore
 from ..refusal import Refusal
+from .background import Background
 from .posting import CapturePoster, FilePosting
 
 log = logging.getLogger("visio.capture")
@@ -89,7 +90,7 @@ class Recordings:
         self.path = path
         self._make_recorder = recorder
         self._running: dict[str, _Running] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background(log, "recording")
         self.posting = FilePosting(meetings, files, poster, clock)
         meetings.listeners.append(self._meeting_changed)
 
@@ -126,7 +127,7 @@ class Recordings:
             await self.meetings.set_capture(meeting, recording=False)
         await self._tell(meeting, f"Recording stopped by {by}. The files follow when ready.")
         if running is not None:
-            self._spawn(self._finish(meeting, running))
+            self._background.spawn(self._finish(meeting, running))
 
     # Lifecycle -------------------------------------------------------------------
 
@@ -140,7 +141,7 @@ class Recordings:
                     continue
                 self._attach(meeting, "the bridge, after a restart")
                 await self._tell(meeting, "Recording goes on after a restart of the bridge.")
-        self._spawn(self.posting.post_unposted())
+        self._background.spawn(self.posting.post_unposted())
 
     async def close(self) -> None:
         """Shutdown: finish every recording on disk and register its files (posted at
@@ -155,16 +156,14 @@ class Recordings:
                     await self._register(meeting_id, meeting, running)
             except TimeoutError:
                 log.warning("Recording of %s not finished within the shutdown", meeting_id)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.cancel()
 
     async def _meeting_changed(self, meeting: Meeting, change: Change) -> None:
         if change == Change.ENDED and meeting.id in self._running:
             running = await self._detach(meeting)
             if running is not None:
                 await self._tell(meeting, "Recording stopped: the meeting ended.")
-                self._spawn(self._finish(meeting, running))
+                self._background.spawn(self._finish(meeting, running))
 
     # Inside ----------------------------------------------------------------------
 
@@ -234,13 +233,3 @@ class Recordings:
             await self.poster.notice(meeting.room_id, text)
         except Exception:
             log.exception("Telling %s about its recording failed", meeting.room_id)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("A recording task failed", exc_info=task.exception())

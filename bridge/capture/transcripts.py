@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..clock import Clock
 from ..meeting.media import MediaSink
 from ..meeting.meeting import Meeting
 from ..meeting.meetings import Change, Meetings
 from ..meeting.store import CaptureFile, CaptureFileStore
+from .background import Background
 from .posting import CapturePoster, FilePosting
 from .recordings import CaptureError
 
@@ -124,7 +125,7 @@ class Transcriptions:
         self.unavailable = unavailable
         self._make = transcriber
         self._running: dict[str, _Running] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background(log, "transcription")
         meetings.listeners.append(self._meeting_changed)
 
     @property
@@ -164,7 +165,7 @@ class Transcriptions:
             await self.meetings.set_capture(meeting, transcribing=False)
         await self._notice(meeting, f"Transcription stopped by {by}.", running)
         if running is not None:
-            self._spawn(self._finish(meeting.id, meeting, running))
+            self._background.spawn(self._finish(meeting.id, meeting, running))
 
     # Lifecycle -------------------------------------------------------------------
 
@@ -196,16 +197,14 @@ class Transcriptions:
                 log.warning("Transcription of %s: segments left undecoded at shutdown", meeting_id)
             self._take_turn(running)
             await self._register(meeting_id, meeting, running)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.cancel()
 
     async def _meeting_changed(self, meeting: Meeting, change: Change) -> None:
         if change == Change.ENDED and meeting.id in self._running:
             running = await self._detach(meeting)
             if running is not None:
                 await self._notice(meeting, "Transcription stopped: the meeting ended.", running)
-                self._spawn(self._finish(meeting.id, meeting, running))
+                self._background.spawn(self._finish(meeting.id, meeting, running))
 
     # Hearing ---------------------------------------------------------------------
 
@@ -287,7 +286,7 @@ class Transcriptions:
             async with running.posting:  # turns keep their order
                 await self._notice(meeting, text, running)
 
-        self._spawn(post())
+        self._background.spawn(post())
 
     # Files -----------------------------------------------------------------------
 
@@ -362,16 +361,6 @@ class Transcriptions:
             await self.poster.notice(meeting.room_id, text, thread_root=root)
         except Exception:
             log.exception("Posting to %s's transcript failed", meeting.room_id)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("A transcription task failed", exc_info=task.exception())
 
 
 def _write(path: Path, data: bytes) -> None:

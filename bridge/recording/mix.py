@@ -12,7 +12,6 @@ as silence, so the mix plays continuously along the meeting's timeline.
 
 from __future__ import annotations
 
-from contextlib import suppress
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from av.audio.stream import AudioStream
 from av.container import OutputContainer
 
 from .logs import Log
-from .names import create_file
+from .names import abandon, create_file
 from .opus import SAMPLE_RATE
 from .recorded import RecordedFile
 
@@ -220,14 +219,8 @@ class Mix:
                 self._log.exception("writing the mix failed")
 
     def _discard(self) -> None:
-        if self._container is not None:
-            with suppress(Exception):
-                self._container.close()
-            self._container = None
-        if self._path is not None:
-            with suppress(OSError):
-                self._path.unlink()
-            self._path = None
+        abandon(self._container, self._path)
+        self._container, self._path = None, None
 
     def _open(self) -> None:
         self._path = create_file(self._directory, "mix", ".webm", numbered=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from contextlib import suppress
 from pathlib import Path
 
 #: Bytes of UTF-8 a name part may take: with ``-<source>-<n>.webm`` it stays far
@@ -63,3 +64,14 @@ def create_file(directory: Path, stem: str, suffix: str, *, numbered: bool) -> P
             continue
         os.close(fd)
         return path
+
+
+def abandon(container: object | None, path: Path | None) -> None:
+    """Close a container that failed and delete its file: a half-written recording is
+    worse than none (it looks whole in a listing). Never raises."""
+    if container is not None:
+        with suppress(Exception):
+            container.close()  # type: ignore[attr-defined]
+    if path is not None:
+        with suppress(OSError):
+            path.unlink()

@@ -8,7 +8,6 @@ nothing leaves no file behind.
 from __future__ import annotations
 
 import io
-from contextlib import suppress
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from av.video.codeccontext import VideoCodecContext
 from . import h264, opus, vp8
 from .formats import H264, OPUS, VP8, Format
 from .logs import Log
-from .names import create_file, printable
+from .names import abandon, create_file, printable
 from .recorded import RecordedFile
 
 #: The longest a video's last frame is taken to last (for the file's duration).
@@ -170,14 +169,8 @@ class TrackFile:
         )
 
     def _discard(self) -> None:
-        if self._container is not None:
-            with suppress(Exception):
-                self._container.close()
-            self._container = None
-        if self._path is not None:
-            with suppress(OSError):
-                self._path.unlink()
-            self._path = None
+        abandon(self._container, self._path)
+        self._container, self._path = None, None
 
 
 def _copy_stream(container: OutputContainer, codec: str) -> Stream:

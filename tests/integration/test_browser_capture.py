@@ -9,16 +9,14 @@ yet, are put on a person's own signaling session as the server would send them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser
 
-from bridge.meeting.meeting import Meeting
 from bridge.meeting.meetings import Meetings
 from bridge.web.signaling import Session
-from tests.harness.synapse import MatrixUser
 from tests.integration.browser import (
     FakeElement,
     Participant,
@@ -26,10 +24,10 @@ from tests.integration.browser import (
     browser,  # noqa: F401 - fixture
     fake_element,  # noqa: F401 - fixture
     join_from_prejoin,
-    new_participant,
     open_meeting,
 )
 from tests.integration.conftest import Stack
+from tests.integration.test_browser_meeting import Meet, live_meeting
 
 # The pages are the subject here, not the database: SQLite only (see tests/conftest.py).
 pytestmark = [pytest.mark.integration, pytest.mark.one_database]
@@ -38,15 +36,9 @@ WITHIN_MS = 10_000
 
 
 @dataclass
-class Room:
-    """A live meeting in a room where alice (who started it), bob and carol are members."""
-
-    stack: Stack
-    browser: Browser
-    meeting: Meeting
-    room_id: str
-    users: dict[str, MatrixUser]
-    people: list[Participant] = field(default_factory=list)
+class Room(Meet):
+    """A live meeting in a room where alice (who started it), bob and carol are members;
+    people join with links made here rather than asked of the bot."""
 
     @property
     def meetings(self) -> Meetings:
@@ -62,13 +54,8 @@ class Room:
         )
         return f"{self.stack.config['web.public_url']}/meet/{self.meeting.id}#token={token}"
 
-    async def person(self, *, deny_media: bool = False) -> Participant:
-        person = await new_participant(self.browser, deny_media=deny_media)
-        self.people.append(person)
-        return person
-
     async def join(self, name: str, *, deny_media: bool = False) -> Participant:
-        person = await self.person(deny_media=deny_media)
+        person = await self.browser_for(deny_media=deny_media)
         await open_meeting(person.page, self.link(name), without_media=deny_media)
         return person
 
@@ -78,28 +65,10 @@ class Room:
         assert isinstance(attendee, Session)
         return attendee
 
-    def report(self) -> str:
-        return "\n".join(
-            f"--- page {index} console:\n" + "\n".join(person.console[-40:])
-            for index, person in enumerate(self.people)
-        )
-
 
 @pytest.fixture
 async def room(stack: Stack, browser: Browser) -> AsyncIterator[Room]:  # noqa: F811
-    alice = await stack.user("alice")
-    room_id = await stack.room_with_bot(alice)
-    users = {"alice": alice}
-    for name in ("bob", "carol"):
-        users[name] = await stack.user(name)
-        await alice.invite(room_id, users[name].user_id)
-        await users[name].join(room_id)
-    await alice.send_text(room_id, "!visio start Capture test")
-    await alice.wait_for_message(room_id, lambda e: "started" in e["content"].get("body", ""))
-    assert stack.bridge is not None
-    meeting = stack.bridge.meetings.live_in_room(room_id)
-    assert meeting is not None
-    result = Room(stack, browser, meeting, room_id, users)
+    result = await live_meeting(stack, browser, "Capture test", Room)
     try:
         yield result
         assert [v for person in result.people for v in person.csp_violations()] == []
@@ -167,7 +136,7 @@ async def test_everyone_is_told_when_the_meeting_is_recorded_or_transcribed(
 
     # Carol opens her link while it records: her pre-join screen says so before she
     # joins, and the Join button is described by what joining means.
-    carol = await room.person(deny_media=True)
+    carol = await room.browser_for(deny_media=True)
     await carol.page.goto(room.link("carol"))
     await wait_for_badge(carol.page, "prejoin-capture", ["Recording"])
     note = carol.page.locator("#prejoin-capture-note")
@@ -183,7 +152,7 @@ async def test_everyone_is_told_when_the_meeting_is_recorded_or_transcribed(
         room.room_id, "im.vector.modular.widgets", f"visio_{room.meeting.id}"
     )
     assert widget is not None
-    bob = await room.person()
+    bob = await room.browser_for()
     frame = await fake_element.open_widget(
         bob.page,
         widget["url"],

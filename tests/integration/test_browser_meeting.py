@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from playwright.async_api import Browser
@@ -87,8 +87,12 @@ class Meet:
         )
 
 
-@pytest.fixture
-async def meet(stack: Stack, browser: Browser) -> AsyncIterator[Meet]:  # noqa: F811
+M = TypeVar("M", bound=Meet)
+
+
+async def live_meeting(stack: Stack, chromium: Browser, title: str, kind: type[M]) -> M:
+    """A room where alice, bob and carol are members, with the bot, and a meeting alice
+    started there."""
     alice = await stack.user("alice")
     room_id = await stack.room_with_bot(alice)
     users = {"alice": alice}
@@ -96,12 +100,17 @@ async def meet(stack: Stack, browser: Browser) -> AsyncIterator[Meet]:  # noqa: 
         users[name] = await stack.user(name)
         await alice.invite(room_id, users[name].user_id)
         await users[name].join(room_id)
-    await alice.send_text(room_id, "!visio start Browser test")
+    await alice.send_text(room_id, f"!visio start {title}")
     await alice.wait_for_message(room_id, lambda e: "started" in e["content"].get("body", ""))
     assert stack.bridge is not None
     meeting = stack.bridge.meetings.live_in_room(room_id)
     assert meeting is not None
-    result = Meet(stack, browser, meeting, room_id, users)
+    return kind(stack, chromium, meeting, room_id, users)
+
+
+@pytest.fixture
+async def meet(stack: Stack, browser: Browser) -> AsyncIterator[Meet]:  # noqa: F811
+    result = await live_meeting(stack, browser, "Browser test", Meet)
     try:
         yield result
         # Every page ran under the bridge's Content-Security-Policy without tripping it.
