@@ -26,6 +26,7 @@ from ..meeting.meetings import Change, Meetings
 from ..meeting.store import CaptureFile, CaptureFileStore
 from ..refusal import Refusal
 from .background import Background
+from .clear import ClearMediaOnly
 from .posting import CapturePoster, FilePosting
 
 log = logging.getLogger("visio.capture")
@@ -63,6 +64,8 @@ RecorderFactory = Callable[[Path, Callable[[str], str]], RecordingSink]
 @dataclass
 class _Running:
     recorder: RecordingSink
+    #: What is attached to the meeting: the recorder, for media it can hear.
+    sink: ClearMediaOnly
     folder: Path
     started_at: int
     started_by: str
@@ -150,7 +153,7 @@ class Recordings:
             del self._running[meeting_id]
             meeting = self.meetings.live(meeting_id)
             if meeting is not None:
-                self.meetings.remove_sink(meeting, running.recorder)
+                self.meetings.remove_sink(meeting, running.sink)
             try:
                 async with asyncio.timeout(FINISH_TIMEOUT):
                     await self._register(meeting_id, meeting, running)
@@ -181,14 +184,15 @@ class Recordings:
             return participant.display_name if participant is not None else participant_id
 
         recorder = self._make_recorder(folder, name_of)
-        self._running[meeting.id] = _Running(recorder, folder, self.clock.now_ms(), by)
-        self.meetings.add_sink(meeting, recorder)
+        sink = ClearMediaOnly(meeting, recorder, "Recording")
+        self._running[meeting.id] = _Running(recorder, sink, folder, self.clock.now_ms(), by)
+        self.meetings.add_sink(meeting, sink)
         log.info("Recording meeting %s into %s", meeting.id, folder)
 
     async def _detach(self, meeting: Meeting) -> _Running | None:
         running = self._running.pop(meeting.id, None)
         if running is not None:
-            self.meetings.remove_sink(meeting, running.recorder)
+            self.meetings.remove_sink(meeting, running.sink)
         return running
 
     async def _finish(self, meeting: Meeting, running: _Running) -> None:

@@ -24,6 +24,7 @@ from ..meeting.meeting import Meeting
 from ..meeting.meetings import Change, Meetings
 from ..meeting.store import CaptureFile, CaptureFileStore
 from .background import Background
+from .clear import ClearMediaOnly
 from .posting import CapturePoster, FilePosting
 from .recordings import CaptureError
 
@@ -91,6 +92,8 @@ class _Turn:
 @dataclass
 class _Running:
     transcriber: TranscriberSink
+    #: What is attached to the meeting: the transcriber, for media it can hear.
+    sink: ClearMediaOnly
     thread_root: str | None
     #: The loop clock and the wall clock when it started, to place segments in time.
     loop_origin: float
@@ -189,7 +192,7 @@ class Transcriptions:
             meeting = self.meetings.live(meeting_id)
             del self._running[meeting_id]
             if meeting is not None:
-                self.meetings.remove_sink(meeting, running.transcriber)
+                self.meetings.remove_sink(meeting, running.sink)
             try:
                 async with asyncio.timeout(STOP_TIMEOUT / 2):
                     await running.transcriber.stop()
@@ -221,15 +224,16 @@ class Transcriptions:
                 self.meetings.captions_status(meeting, is_limited, message)
 
         transcriber = self._make(heard, limited)
-        running = _Running(transcriber, None, self.clock.monotonic(), self.clock.now_ms())
+        sink = ClearMediaOnly(meeting, transcriber, "Transcription")
+        running = _Running(transcriber, sink, None, self.clock.monotonic(), self.clock.now_ms())
         self._running[meeting.id] = running
-        self.meetings.add_sink(meeting, transcriber)
+        self.meetings.add_sink(meeting, sink)
         log.info("Transcribing meeting %s", meeting.id)
 
     async def _detach(self, meeting: Meeting) -> _Running | None:
         running = self._running.pop(meeting.id, None)
         if running is not None:
-            self.meetings.remove_sink(meeting, running.transcriber)
+            self.meetings.remove_sink(meeting, running.sink)
             if meeting.captions_limited is not None:
                 self.meetings.captions_status(meeting, False, "")
         return running

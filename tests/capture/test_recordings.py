@@ -136,7 +136,8 @@ async def test_a_recording_is_told_then_posted_in_a_thread_or_kept(setup: Setup)
     assert [e.recording for e in door.events if isinstance(e, CaptureChanged)] == [True]
     assert "Recording started by @alice:x" in room.notices[-1][1]
     recorder = setup.recorders[0]
-    assert setup.world.media.routers[-1].sinks == [recorder]
+    [sink] = setup.world.media.routers[-1].sinks
+    assert sink.inner is recorder  # type: ignore[attr-defined]
     assert recorder.folder.parent == setup.path / meeting.id
     with pytest.raises(CaptureError, match="already"):
         await setup.recordings.start(meeting, "@alice:x")
@@ -246,3 +247,18 @@ async def test_retention_deletes_uploads_when_the_bot_may(setup: Setup) -> None:
     report = await retention.run()
     assert (report.deleted, report.left) == (2, [])
     assert sorted(room.deleted) == sorted(f"mxc://x/{f.name}" for _, f, _ in room.files)
+
+
+async def test_end_to_end_encrypted_media_is_left_out(setup: Setup) -> None:
+    """Element Call's encrypted media would be ciphertext in the files: not recorded."""
+    meetings = setup.world.meetings
+    meeting, _ = await meetings.start("!room:x", "Mixed", "@alice:x")
+    alice = await meetings.join(meeting, identity("alice"), "Alice", RecordingAttendee())
+    bob = await meetings.join(meeting, identity("bob"), "Bob", RecordingAttendee())
+    await meetings.update(bob, encrypted=True)
+    await setup.recordings.start(meeting, "@alice:x")
+    [sink] = setup.world.media.routers[-1].sinks
+    for who in (alice, bob):
+        track = TrackPublished(who.id, f"{who.id}/camera", "video", "camera", "video/VP8")
+        sink.track_started(track)
+    assert setup.recorders[0].tracks == [f"{alice.id}/camera"]
