@@ -1,0 +1,182 @@
+"""The packet path (bridge.media.rtp_forward) with real aiortc peers over loopback."""
+
+from __future__ import annotations
+
+import fractions
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import av
+import pytest
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from bridge.media import aiortc_hooks
+from bridge.media.rtp_forward import (
+    PacketForward,
+    extension_block,
+    h264_keyframe_start,
+    keyframe_start,
+    vp8_keyframe_start,
+)
+from tests.harness.synthetic import encode_vp8_clip
+
+from .helpers import Client, Meeting, loopback_settings, opus_loop, wait_for
+
+Meetings = Callable[..., Meeting]
+
+
+def packet_meeting(meetings: Meetings, **overrides: Any) -> Meeting:
+    return meetings(settings=loopback_settings(packet_forwarding=True, **overrides))
+
+
+def contiguous_run(sent: list[bytes], received: list[bytes]) -> bool:
+    first = sent.index(received[0])
+    return received == sent[first : first + len(received)]
+
+
+def forward_of(meeting: Meeting, subscriber: Client, publisher: str, source: str) -> PacketForward:
+    """The server's forward that sends ``publisher``'s ``source`` to ``subscriber``."""
+    media = meeting.router.participant(subscriber.participant_id)
+    assert media is not None and not isinstance(media, type(None))
+    for forward in media.subscriber.forwards:  # type: ignore[union-attr]
+        assert forward.parameters is not None
+        if subscriber.msids.get(forward.parameters.mid) == (publisher, source):
+            return forward
+    raise AssertionError(f"no forward of {publisher}/{source} to {subscriber.participant_id}")
+
+
+# Keyframes found on packet boundaries, from packets made by aiortc's own packetizers.
+
+
+def _packetize(codec: str, frame: bytes) -> list[bytes]:
+    parameters = RTCRtpCodecParameters(
+        mimeType=f"video/{codec}",
+        clockRate=90000,
+        payloadType=96,
+        parameters={"packetization-mode": "1"} if codec == "H264" else {},
+    )
+    packet = av.Packet(frame)
+    packet.pts = 0
+    packet.time_base = fractions.Fraction(1, 90000)
+    payloads, _ = get_encoder(parameters).pack(packet)
+    return list(payloads)
+
+
+def test_vp8_keyframes_are_found_on_the_first_packet_only() -> None:
+    clip = encode_vp8_clip(width=320, height=180, seconds=1)
+    key = _packetize("VP8", clip.keyframes[0])
+    delta = _packetize("VP8", clip.frames[1])
+    assert vp8_keyframe_start(key[0]) == (True, True)
+    assert all(vp8_keyframe_start(p) == (False, False) for p in key[1:])
+    assert vp8_keyframe_start(delta[0]) == (True, False)
+    detect = keyframe_start("VP8")
+    assert [detect(p) for p in key] == [True] + [False] * (len(key) - 1)
+    assert not any(detect(p) for p in delta)
+
+
+@pytest.mark.parametrize(
+    ("descriptor", "expected"),
+    [
+        (b"\x10", (True, True)),  # S, partition 0, no extension
+        (b"\x90\x80\x05", (True, True)),  # X, I with a 7-bit picture id
+        (b"\x90\x80\x81\x02", (True, True)),  # X, I with a 15-bit picture id
+        (b"\x90\xe0\x81\x02\x07\x20", (True, True)),  # I (15 bits), L and T/K
+        (b"\x00", (False, False)),  # not the start of a partition
+        (b"\x11", (False, False)),  # start of partition 1
+    ],
+)
+def test_vp8_payload_descriptors(descriptor: bytes, expected: tuple[bool, bool]) -> None:
+    keyframe_header = b"\x50\x42\x00\x9d\x01\x2a"  # P bit 0: a keyframe
+    assert vp8_keyframe_start(descriptor + keyframe_header) == expected
+    interframe = vp8_keyframe_start(descriptor + b"\x51\x00\x00")
+    assert interframe == (expected[0], False)
+
+
+def test_h264_keyframes_from_nal_headers() -> None:
+    sps, pps, idr, slice_ = b"\x67\x42\x00\x1f", b"\x68\xce\x3c\x80", b"\x65\x88", b"\x41\x9a"
+    assert h264_keyframe_start(idr + b"\x00" * 10)
+    assert h264_keyframe_start(sps)
+    assert not h264_keyframe_start(slice_ + b"\x00" * 10)
+    stap_a = b"\x78" + b"".join(struct.pack("!H", len(n)) + n for n in (sps, pps))
+    assert h264_keyframe_start(stap_a)
+    assert not h264_keyframe_start(b"\x78" + struct.pack("!H", 2) + slice_)
+    assert h264_keyframe_start(b"\x7c\x85" + b"\x00" * 10)  # FU-A, start, IDR
+    assert not h264_keyframe_start(b"\x7c\x05" + b"\x00" * 10)  # FU-A, middle of IDR
+    assert not h264_keyframe_start(b"\x7c\x81" + b"\x00" * 10)  # FU-A, start, non-IDR
+    assert not h264_keyframe_start(b"")
+    # And from aiortc's own H.264 packetizer: an access unit too big for one packet.
+    au = b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps + b"\x00\x00\x00\x01" + idr
+    payloads = _packetize("H264", au + bytes(3000))
+    assert h264_keyframe_start(payloads[0])
+    assert not any(h264_keyframe_start(p) for p in payloads[2:])
+
+
+def test_extension_block_is_padded_one_byte_form() -> None:
+    block = extension_block(b"\x10" + b"1", b"\x32" + b"\x01\x02\x03", None)
+    assert block[:2] == b"\xbe\xde"
+    assert struct.unpack("!H", block[2:4])[0] * 4 == len(block) - 4
+    assert block[4:] == b"\x101\x32\x01\x02\x03\x00\x00"
+    assert extension_block(b"", None, None) == b""
+
+
+# Through the router.
+
+
+async def test_packets_reach_subscribers_with_payloads_unchanged(meetings: Meetings) -> None:
+    meeting = packet_meeting(meetings)
+    alice, bob, carol = meeting.join("alice"), meeting.join("bob"), meeting.join("carol")
+    await alice.publish()
+    for client in (bob, carol):
+        await wait_for(lambda c=client: len(c.frames_from("alice", "camera")) >= 30)  # type: ignore[misc]
+        await wait_for(lambda c=client: len(c.frames_from("alice", "microphone")) >= 20)  # type: ignore[misc]
+    assert alice.camera is not None
+    for client in (bob, carol):
+        received = [f.data for f in client.frames_from("alice", "camera")]
+        assert client.frames_from("alice", "camera")[0].keyframe
+        assert contiguous_run(list(alice.camera.sent), received)
+        audio = [f.data for f in client.frames_from("alice", "microphone")]
+        assert set(audio) <= set(opus_loop())
+    stats = meeting.router.stats()
+    assert stats.packets_forwarded > 0
+    assert stats.frames_forwarded > 0
+    # Packets go straight from the packet handler: no frame queue per subscriber.
+    assert all(not t.subscriptions for t in meeting.router.participant("alice").tracks)  # type: ignore[union-attr]
+
+
+async def test_lost_packets_are_retransmitted_from_the_history(meetings: Meetings) -> None:
+    meeting = packet_meeting(meetings)
+    alice, bob = meeting.join("alice"), meeting.join("bob")
+    await alice.publish(microphone=False)
+    await wait_for(lambda: bob.frames_from("alice", "camera"))
+    _, video_ssrc = bob.receiver_for("alice", "camera")
+
+    # Drop every 5th video packet on its way in to bob's receive connection.
+    dropped: list[int] = []
+    seen = [0]
+    assert bob.receive_pc is not None
+    for connection in aiortc_hooks.ice_connections(bob.receive_pc):
+        for protocol in connection._protocols:
+            handle = protocol.datagram_received
+
+            def datagram_received(data: bytes, addr: Any, handle: Any = handle) -> None:
+                is_rtp = 128 <= data[0] < 192 and not 192 <= data[1] <= 223
+                if is_rtp and struct.unpack("!I", data[8:12])[0] == video_ssrc:
+                    seen[0] += 1
+                    if seen[0] % 5 == 0:
+                        dropped.append(seen[0])
+                        return
+                handle(data, addr)
+
+            protocol.datagram_received = datagram_received
+
+    start = len(bob.frames_from("alice", "camera"))
+    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= start + 90, within=15)
+    forward = forward_of(meeting, bob, "alice", "camera")
+    assert len(dropped) >= 15
+    assert forward.retransmitted >= len(dropped) // 2
+    assert alice.camera is not None
+    # Every frame arrived, in order: the losses were all repaired.
+    received = [f.data for f in bob.frames_from("alice", "camera")]
+    assert contiguous_run(list(alice.camera.sent), received)
