@@ -148,6 +148,7 @@ class PacketForward:
         self.waiting_for_keyframe = self._video
         #: Whether the subscriber asked not to receive this track for now.
         self.paused = False
+        self._mid_frame = False
         self._resync = True
         self._new_source = True
         self._attached_at = 0.0
@@ -190,6 +191,7 @@ class PacketForward:
         self._request_keyframe = request_keyframe
         self._source_report = source_report
         self.attached = True
+        self._mid_frame = False
         self._new_source = True
         self._resync = True
         self._attached_at = time.monotonic()
@@ -226,7 +228,9 @@ class PacketForward:
     ) -> None:
         """Send one packet of the attached track; ``keyframe``: it starts a keyframe."""
         parameters = self.parameters
-        if parameters is None or self.paused:
+        if parameters is None or (self.paused and not self._mid_frame):
+            # A pause waits for the end of the frame under way: a receiver given half a
+            # frame with no gap in the sequence numbers might take it for a whole one.
             self.dropped += 1
             return
         if self.waiting_for_keyframe:
@@ -266,6 +270,7 @@ class PacketForward:
             self._lost(outcome)
             return
         self._next_seq = (seq + 1) & 0xFFFF
+        self._mid_frame = self._video and not packet.marker
         self._last_ts = ts
         self._last_ntp = ntp
         if not self.packets:
@@ -292,6 +297,7 @@ class PacketForward:
 
     def _lost(self, outcome: int) -> None:
         self.dropped += 1
+        self._mid_frame = False
         if outcome == FULL:
             self.overflows += 1
         if self._video:

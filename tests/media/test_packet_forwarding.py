@@ -180,3 +180,137 @@ async def test_lost_packets_are_retransmitted_from_the_history(meetings: Meeting
     # Every frame arrived, in order: the losses were all repaired.
     received = [f.data for f in bob.frames_from("alice", "camera")]
     assert contiguous_run(list(alice.camera.sent), received)
+
+
+async def test_sender_reports_keep_the_publishers_clock_pairs_for_lip_sync(
+    meetings: Meetings,
+) -> None:
+    meeting = packet_meeting(meetings)
+    alice, bob = meeting.join("alice"), meeting.join("bob")
+    await alice.publish()
+    await wait_for(
+        lambda: bob.frames_from("alice", "camera") and bob.frames_from("alice", "microphone")
+    )
+    published = {t.source: t for t in meeting.router.participant("alice").tracks}  # type: ignore[union-attr]
+    # What alice's client reports (seen where the server receives it) and what bob gets.
+    sent: dict[str, dict[int, int]] = {"camera": {}, "microphone": {}}
+    received: dict[str, list[tuple[int, int]]] = {"camera": [], "microphone": []}
+    for source, track in published.items():
+        aiortc_hooks.observe_sender_reports(
+            track._receiver, lambda _ssrc, ntp, rtp, s=source: sent[s].__setitem__(ntp, rtp)
+        )
+        receiver, _ = bob.receiver_for("alice", source)
+        aiortc_hooks.observe_sender_reports(
+            receiver, lambda _ssrc, ntp, rtp, s=source: received[s].append((ntp, rtp))
+        )
+
+    def matched(source: str) -> list[tuple[int, int]]:
+        return [(ntp, rtp) for ntp, rtp in received[source] if ntp in sent[source]]
+
+    await wait_for(lambda: all(len(matched(s)) >= 2 for s in sent), within=10)
+
+    # The offset between bob's video timestamps and alice's, seen on one packet's bytes.
+    at_server: dict[bytes, int] = {}
+    at_bob: list[tuple[bytes, int]] = []
+    aiortc_hooks.observe_rtp(
+        published["camera"]._receiver, lambda p: at_server.setdefault(p.payload, p.timestamp)
+    )
+    bob_camera, _ = bob.receiver_for("alice", "camera")
+    aiortc_hooks.observe_rtp(bob_camera, lambda p: at_bob.append((p.payload, p.timestamp)))
+    await wait_for(lambda: any(payload in at_server for payload, _ in at_bob))
+    payload, timestamp = next((p, t) for p, t in at_bob if p in at_server)
+    video_offset = (timestamp - at_server[payload]) % (1 << 32)
+    assert video_offset == forward_of(meeting, bob, "alice", "camera")._ts_offset
+    audio_offset = forward_of(meeting, bob, "alice", "microphone")._ts_offset
+    for source, offset in (("camera", video_offset), ("microphone", audio_offset)):
+        for ntp, rtp in matched(source):
+            # Same wall-clock instant, same media instant: only the timestamp origin moved.
+            assert (rtp - sent[source][ntp]) % (1 << 32) == offset
+        # Once alice reports, bob's reports carry her pairs.
+        assert received[source][-1] in matched(source)
+
+
+class FullSocket:
+    """Stands in for a forward's output: the next ``count`` packets find the socket's
+    buffer full, as for a subscriber on a link that cannot keep up."""
+
+    def __init__(self, output: Any, count: int) -> None:
+        self._output = output
+        self.count = count
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._output.connected)
+
+    def send(self, header: bytes, payload: bytes) -> int:
+        if self.count > 0:
+            self.count -= 1
+            return aiortc_hooks.FULL
+        return int(self._output.send(header, payload))
+
+
+async def test_a_slow_subscriber_skips_to_the_next_keyframe_alone(meetings: Meetings) -> None:
+    meeting = packet_meeting(meetings)
+    alice, bob, carol = meeting.join("alice"), meeting.join("bob"), meeting.join("carol")
+    await alice.publish(microphone=False)
+    for client in (bob, carol):
+        await wait_for(lambda c=client: len(c.frames_from("alice", "camera")) >= 10)  # type: ignore[misc]
+    assert alice.camera is not None
+    camera = alice.camera
+    requests = camera.keyframe_requests
+    slow = forward_of(meeting, carol, "alice", "camera")
+    fast = forward_of(meeting, bob, "alice", "camera")
+    fast_dropped = fast.dropped  # those before its first keyframe
+    slow._output = FullSocket(slow._output, 15)  # type: ignore[assignment]
+    before = {c: len(c.frames_from("alice", "camera")) for c in (bob, carol)}
+
+    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= before[bob] + 60)
+    await wait_for(lambda: len(carol.frames_from("alice", "camera")) > before[carol] + 5)
+    assert slow._output.count == 0  # type: ignore[attr-defined]
+    assert slow.overflows >= 1  # each time it waited for a keyframe, sending nothing
+    assert camera.keyframe_requests > requests
+    # Carol lost frames and started again at a keyframe. The frame cut short when her
+    # socket filled may reach her, incomplete (aiortc's receiver hands it on; a
+    # browser's waits for its last packet and drops it); the rest is whole: what was
+    # on its way, then one jump ahead to a keyframe, and everything from there.
+    sent = list(camera.sent)
+    after = carol.frames_from("alice", "camera")[before[carol] :]
+    assert len([f for f in after if f.data not in sent]) <= 1
+    whole = [f for f in after if f.data in sent]
+    positions = [sent.index(f.data) for f in whole]
+    jumps = [i + 1 for i in range(len(positions) - 1) if positions[i + 1] != positions[i] + 1]
+    assert len(jumps) == 1
+    assert positions[jumps[0]] > positions[jumps[0] - 1] + 1
+    assert whole[jumps[0]].keyframe
+    # Bob did not notice.
+    assert (fast.overflows, fast.dropped) == (0, fast_dropped)
+    everything = [f.data for f in bob.frames_from("alice", "camera")]
+    assert contiguous_run(list(camera.sent), everything)
+
+
+async def test_a_paused_track_sends_nothing_and_resumes_at_a_keyframe(meetings: Meetings) -> None:
+    meeting = packet_meeting(meetings)
+    alice, bob = meeting.join("alice"), meeting.join("bob")
+    await alice.publish(microphone=False)
+    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= 10)
+    bob.media.set_receiving("alice/camera", False)
+    forward = forward_of(meeting, bob, "alice", "camera")
+    sent = forward.packets
+    dropped = forward.dropped
+    await wait_for(lambda: forward.dropped >= dropped + 20)
+    assert forward.packets == sent
+    assert alice.camera is not None
+    sent_while_paused = len(alice.camera.sent) - 5  # a few may have been on their way
+    count = len(bob.frames_from("alice", "camera"))
+
+    bob.media.set_receiving("alice/camera", True)
+    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= count + 10)
+    sent_frames = list(alice.camera.sent)
+    # The receiver held the last frame before the pause until the next one came.
+    resumed = [
+        f
+        for f in bob.frames_from("alice", "camera")[count:]
+        if sent_frames.index(f.data) >= sent_while_paused
+    ]
+    assert resumed[0].keyframe
+    assert contiguous_run(sent_frames, [f.data for f in resumed])
