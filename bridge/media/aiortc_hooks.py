@@ -567,6 +567,7 @@ class RtpOutput:
         "_addr",
         "_cdata",
         "_dtls",
+        "_ice",
         "_length",
         "_pair",
         "_relayed",
@@ -578,6 +579,7 @@ class RtpOutput:
     def __init__(self, sender: RTCRtpSender) -> None:
         self._sender = sender
         self._dtls: Any = None
+        self._ice: Any = None
         self._pair: Any = None
         self._sock: Any = None
         self._addr: Any = None
@@ -597,10 +599,16 @@ class RtpOutput:
         which are copied into the buffer side by side: :data:`SENT`,
         :data:`NOT_CONNECTED` (nothing sent), or :data:`FULL` (the socket's buffer is
         full, or the packet too big: it is lost)."""
-        dtls = self._sender.transport
-        if dtls._state is not _CONNECTED_STATE:
-            return NOT_CONNECTED
-        pair = dtls.transport.iceGatherer._connection._nominated.get(1)
+        dtls = self._dtls
+        if dtls is None or dtls._state is not _CONNECTED_STATE:
+            # Not yet, or no more: the sender's transport may also have been replaced
+            # (bundling) since it was looked up.
+            dtls = self._sender.transport
+            if dtls._state is not _CONNECTED_STATE:
+                return NOT_CONNECTED
+            self._dtls = dtls
+            self._ice = dtls.transport.iceGatherer._connection
+        pair = self._ice._nominated.get(1)
         if pair is None:
             return NOT_CONNECTED
         if pair is not self._pair:

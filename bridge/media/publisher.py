@@ -123,8 +123,9 @@ class PublishedTrack:
         audio_level = bytes([level[0] << 7 | level[1]]) if level is not None else None
         ntp = aiortc_hooks.ntp_time()
         abs_send_time = ntp_abs_send_time(ntp)
+        shared: dict[bytes, bytes] = {}
         for forward in forwards:
-            forward.forward(packet, keyframe, ntp, abs_send_time, audio_level)
+            forward.forward(packet, keyframe, ntp, abs_send_time, audio_level, shared)
 
     def on_sender_report(self, ssrc: int, ntp: int, rtp: int) -> None:
         """The publisher's RTCP SR: keep the media stream's clock pair (lip sync)."""

@@ -138,6 +138,7 @@ class PacketForward:
         self._counters = counters
         self.parameters: SendParameters | None = None
         self._mid_element = b""
+        self._layout = b""
         self._abs_id = 0
         self._level_id = 0
         #: (sender report pair of the attached track's publisher, or None) getter.
@@ -181,6 +182,16 @@ class PacketForward:
         )
         self._abs_id = parameters.abs_send_time_id or 0
         self._level_id = parameters.audio_level_id or 0
+        self._layout = self._mid_element + bytes([self._abs_id, self._level_id])
+
+    def _extensions(self, abs_send_time: bytes, audio_level: bytes | None) -> bytes:
+        return extension_block(
+            self._mid_element,
+            bytes([self._abs_id << 4 | 2]) + abs_send_time if self._abs_id else None,
+            bytes([self._level_id << 4]) + audio_level
+            if self._level_id and audio_level is not None
+            else None,
+        )
 
     def attach(
         self,
@@ -225,8 +236,10 @@ class PacketForward:
         ntp: int,
         abs_send_time: bytes,
         audio_level: bytes | None,
+        shared: dict[bytes, bytes],
     ) -> None:
-        """Send one packet of the attached track; ``keyframe``: it starts a keyframe."""
+        """Send one packet of the attached track; ``keyframe``: it starts a keyframe.
+        ``shared`` is a cache of extension blocks for this packet, by layout."""
         parameters = self.parameters
         if parameters is None or (self.paused and not self._mid_frame):
             # A pause waits for the end of the frame under way: a receiver given half a
@@ -246,13 +259,11 @@ class PacketForward:
             self._sync(packet)
         seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
         ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-        extensions = extension_block(
-            self._mid_element,
-            bytes([self._abs_id << 4 | 2]) + abs_send_time if self._abs_id else None,
-            bytes([self._level_id << 4]) + audio_level
-            if self._level_id and audio_level is not None
-            else None,
-        )
+        # Subscribers that negotiated the same ids and mid share one extension block
+        # per packet (the fan-out's ``shared``): built once, not once per subscriber.
+        extensions = shared.get(self._layout)
+        if extensions is None:
+            extensions = shared[self._layout] = self._extensions(abs_send_time, audio_level)
         header = (
             _HEADER.pack(
                 0x90 if extensions else 0x80,
