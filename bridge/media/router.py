@@ -10,7 +10,11 @@ Each participant has two peer connections, so offers never collide (no glare):
   media.accept_answer(answer)``. One offer is outstanding at a time; changes made
   meanwhile go out in one offer after the answer.
 
-Media is forwarded encoded (see :mod:`bridge.media.passthrough`). Each forwarded track
+Media is forwarded encoded. A local publisher's tracks go to subscribers packet by
+packet, straight from the publisher's packet handler (:mod:`bridge.media.rtp_forward`,
+:attr:`MediaSettings.packet_forwarding`); tracks that came over a trunk, and whatever a
+trunk or an in-process listener takes, go as frames through a bounded subscription
+(:mod:`bridge.media.passthrough`). Each forwarded track
 appears in the server's offer as ``a=msid:<publisher participant id> <source>``: the
 stream id says whose track it is, the track id which source (``camera``, ``microphone``,
 ``screen``). An m-line whose track ended turns ``inactive`` and is reused later.

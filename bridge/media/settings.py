@@ -55,9 +55,10 @@ class MediaSettings:
     allow_private_candidates: bool = False
     #: Whether subscribers get a local publisher's RTP packets one by one, rewritten and
     #: sent from the publisher's packet handler (:mod:`bridge.media.rtp_forward`), instead
-    #: of frames through a queue and an aiortc sender per subscriber. Tracks that come
-    #: over a trunk, and in-process listeners, still take frames.
-    packet_forwarding: bool = False
+    #: of frames through a queue and an aiortc sender per subscriber (False: the frame
+    #: path of earlier releases). Tracks that come over a trunk, and in-process listeners,
+    #: take frames either way.
+    packet_forwarding: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
