@@ -550,6 +550,7 @@ def take_over_sender(
 SENT, NOT_CONNECTED, FULL = 0, 1, 2
 
 _MAX_RTP = 1500
+_srtp_protect = _srtp_lib.srtp_protect
 _SRTP_TRAILER = 16 + 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
 
 
@@ -572,7 +573,9 @@ class RtpOutput:
         "_pair",
         "_relayed",
         "_sender",
-        "_sock",
+        "_sendto",
+        "_session",
+        "_srtp",
         "_view",
     )
 
@@ -581,7 +584,9 @@ class RtpOutput:
         self._dtls: Any = None
         self._ice: Any = None
         self._pair: Any = None
-        self._sock: Any = None
+        self._session: Any = None
+        self._srtp: Any = None
+        self._sendto: Any = None
         self._addr: Any = None
         self._cdata = _srtp_ffi.new("char[]", _MAX_RTP + _SRTP_TRAILER)
         self._view = memoryview(_srtp_ffi.buffer(self._cdata)).cast("B")
@@ -608,6 +613,9 @@ class RtpOutput:
                 return NOT_CONNECTED
             self._dtls = dtls
             self._ice = dtls.transport.iceGatherer._connection
+            # The SRTP session is made once DTLS is up, and lives as long as it.
+            self._session = dtls._tx_srtp
+            self._srtp = self._session._srtp[0]
         pair = self._ice._nominated.get(1)
         if pair is None:
             return NOT_CONNECTED
@@ -620,17 +628,19 @@ class RtpOutput:
         view = self._view
         view[:split] = header
         view[split:size] = payload
-        self._length[0] = size
-        if _srtp_lib.srtp_protect(dtls._tx_srtp._srtp[0], self._cdata, self._length):
+        length = self._length
+        length[0] = size
+        if _srtp_protect(self._srtp, self._cdata, length):
             return FULL
-        protected = view[: self._length[0]]
-        if self._sock is None:
+        protected = view[: length[0]]
+        sendto = self._sendto
+        if sendto is None:
             relayed = asyncio.ensure_future(pair.protocol.send_data(bytes(protected), self._addr))
             self._relayed.add(relayed)
             relayed.add_done_callback(self._relayed.discard)
             return SENT
         try:
-            self._sock.sendto(protected, self._addr)
+            sendto(protected, self._addr)
         except (BlockingIOError, InterruptedError):
             return FULL
         except OSError:
@@ -643,7 +653,8 @@ class RtpOutput:
         protocol = pair.protocol
         transport = getattr(protocol, "transport", None)
         plain = type(protocol) is aioice.ice.StunProtocol and transport is not None
-        self._sock = getattr(transport, "_sock", None) if plain else None
+        sock = getattr(transport, "_sock", None) if plain else None
+        self._sendto = None if sock is None else sock.sendto
 
 
 def _connected_state() -> Any:
