@@ -1,7 +1,7 @@
 """SFU benchmark: one publisher, N receivers, the router in its own process.
 
     .venv/bin/python bench/sfu.py [--receivers 1 2 4 8 16 32] [--seconds 5]
-        [--forwarding packets|frames] [--against janus [--repeat 2]]
+        [--forwarding packets|frames] [--against janus [--repeat 2]] [--loss 1]
 
 For each N a fresh SFU process starts (a Router behind a tiny aiohttp WebSocket signaling
 server on 127.0.0.1), so its CPU time and memory are its own. This process plays the
@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 import platform
+import random
 import resource
 import socket
 import statistics
@@ -147,6 +148,8 @@ class Receiver:
     video_frames: int = 0
     audio_frames: int = 0
     packets: int = 0
+    #: RTP datagrams dropped on purpose (--loss).
+    lost: int = 0
     pc: RTCPeerConnection | None = None
     ws: aiohttp.ClientWebSocketResponse | None = None
     task: asyncio.Task[None] | None = None
@@ -394,6 +397,26 @@ async def run_janus_round(
     return result
 
 
+def drop_incoming_rtp(receiver: Receiver, share: float) -> None:
+    """Lose ``share`` of the RTP datagrams that reach ``receiver``, at random, before its
+    stack sees them (as a lossy link would); RTCP and the rest go through."""
+    if receiver.pc is None:
+        return
+    chance = random.Random(receiver.participant_id)
+    for connection in aiortc_hooks.ice_connections(receiver.pc):
+        for protocol in connection._protocols:
+            handle = protocol.datagram_received
+
+            def lossy(data: bytes, addr: Any, handle: Any = handle) -> None:
+                rtp = len(data) > 1 and 128 <= data[0] < 192 and not 192 <= data[1] <= 223
+                if rtp and chance.random() < share:
+                    receiver.lost += 1
+                    return
+                handle(data, addr)
+
+            protocol.datagram_received = lossy
+
+
 async def measure(
     process: asyncio.subprocess.Process,
     receivers: list[Receiver],
@@ -408,6 +431,9 @@ async def measure(
         wait.cancel()
     await asyncio.sleep(1)  # settle
 
+    if args.loss:
+        for receiver in receivers:
+            drop_incoming_rtp(receiver, args.loss / 100)
     frames_before = [r.video_frames for r in receivers]
     packets_before = sum(r.packets for r in receivers)
     input_before = await video_in() if video_in is not None else 0
@@ -420,6 +446,9 @@ async def measure(
     packets = sum(r.packets for r in receivers) - packets_before
     rates = [(r.video_frames - b) / elapsed for r, b in zip(receivers, frames_before, strict=True)]
     joins = [r.first_video - r.joined for r in receivers if r.first_video is not None]
+    if args.loss:
+        lost = sum(r.lost for r in receivers)
+        print(f"N={len(receivers)} {server}: {lost} RTP datagrams dropped on purpose", flush=True)
     return Result(
         receivers=len(receivers),
         server=server,
@@ -573,6 +602,12 @@ def main() -> None:
     )
     parser.add_argument("--against", choices=["janus"], default=None, help="compare with")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per N and side")
+    parser.add_argument(
+        "--loss",
+        type=float,
+        default=0.0,
+        help="percent of RTP datagrams each receiver loses at random while measuring",
+    )
     parser.add_argument(
         "--gathering-timeout",
         type=float,
