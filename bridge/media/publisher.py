@@ -114,8 +114,8 @@ class PublishedTrack:
         elif self._seen_ssrc is None:
             self._seen_ssrc = packet.ssrc
         forwards = self._forwards
-        if not forwards:
-            return
+        if not forwards or not packet.payload:
+            return  # nobody to send to, or padding only (a bandwidth probe)
         self.packets += 1
         self._counters.packets_received += 1
         keyframe = self._keyframe_start(packet.payload) if self._video else True

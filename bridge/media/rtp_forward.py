@@ -131,6 +131,41 @@ class PacketForward:
     """One subscriber's sender, fed packet by packet from whichever published track is
     attached (one m-line, reused by tracks of the same kind and codec)."""
 
+    # Read for every packet and subscriber: slots make each attribute a fixed offset.
+    __slots__ = (
+        "_abs_id",
+        "_attached_at",
+        "_counters",
+        "_history",
+        "_kind",
+        "_last_ntp",
+        "_last_ts",
+        "_layout",
+        "_level_id",
+        "_mid_element",
+        "_mid_frame",
+        "_new_source",
+        "_next_seq",
+        "_output",
+        "_request_keyframe",
+        "_resync",
+        "_rtx_seq",
+        "_seq_offset",
+        "_source_report",
+        "_ts_offset",
+        "_video",
+        "attached",
+        "dropped",
+        "frames",
+        "octets",
+        "overflows",
+        "packets",
+        "parameters",
+        "paused",
+        "retransmitted",
+        "waiting_for_keyframe",
+    )
+
     def __init__(self, output: RtpOutput, kind: str, counters: MediaCounters) -> None:
         self._output = output
         self._kind = kind
