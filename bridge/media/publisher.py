@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Coroutine, Mapping
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -39,6 +40,11 @@ SOURCE_KINDS: dict[str, str] = {"camera": "video", "microphone": "audio", "scree
 PARTICIPANT_ID = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,64}")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+#: How recent a keyframe a subscriber whose connection just came up may start from
+#: (instead of asking for one more), and the most packets kept for that.
+CATCH_UP_SECONDS = 0.5
+CATCH_UP_PACKETS = 256
 
 
 class PublishedTrack:
@@ -80,6 +86,8 @@ class PublishedTrack:
         self._video = self.kind == "video"
         self._rtx: dict[int, int] | None = None
         self._seen_ssrc = media_ssrc
+        self._since_keyframe: list[RtpPacket] = []
+        self._keyframe_at = 0.0
         self.keyframes = KeyframeRequester(
             self._send_pli,
             clock,
@@ -113,19 +121,40 @@ class PublishedTrack:
             packet = unwrapped
         elif self._seen_ssrc is None:
             self._seen_ssrc = packet.ssrc
-        forwards = self._forwards
-        if not forwards or not packet.payload:
-            return  # nobody to send to, or padding only (a bandwidth probe)
-        self.packets += 1
-        self._counters.packets_received += 1
+        if not packet.payload:
+            return  # padding only (a bandwidth probe)
         keyframe = self._keyframe_start(packet.payload) if self._video else True
-        level = packet.extensions.audio_level
-        audio_level = bytes([level[0] << 7 | level[1]]) if level is not None else None
-        ntp = aiortc_hooks.ntp_time()
-        abs_send_time = ntp_abs_send_time(ntp)
-        shared: dict[bytes, bytes] = {}
-        for forward in forwards:
-            forward.forward(packet, keyframe, ntp, abs_send_time, audio_level, shared)
+        forwards = self._forwards
+        if forwards:
+            self.packets += 1
+            self._counters.packets_received += 1
+            level = packet.extensions.audio_level
+            audio_level = bytes([level[0] << 7 | level[1]]) if level is not None else None
+            ntp = aiortc_hooks.ntp_time()
+            abs_send_time = ntp_abs_send_time(ntp)
+            shared: dict[bytes, bytes] = {}
+            for forward in forwards:
+                forward.forward(packet, keyframe, ntp, abs_send_time, audio_level, shared)
+        if self._video:
+            self._keep_since_keyframe(packet, keyframe)
+
+    def _keep_since_keyframe(self, packet: RtpPacket, keyframe: bool) -> None:
+        # The packets since the latest keyframe, while it is recent (see recent()).
+        if keyframe:
+            self._since_keyframe = [packet]
+            self._keyframe_at = time.monotonic()
+        elif self._since_keyframe:
+            if len(self._since_keyframe) < CATCH_UP_PACKETS:
+                self._since_keyframe.append(packet)
+            else:
+                self._since_keyframe = []
+
+    def recent(self) -> Sequence[RtpPacket]:
+        """The packets since the latest keyframe, if it came at most
+        :data:`CATCH_UP_SECONDS` ago (for a subscriber whose connection just came up)."""
+        if self._since_keyframe and time.monotonic() - self._keyframe_at <= CATCH_UP_SECONDS:
+            return self._since_keyframe
+        return ()
 
     def on_sender_report(self, ssrc: int, ntp: int, rtp: int) -> None:
         """The publisher's RTCP SR: keep the media stream's clock pair (lip sync)."""

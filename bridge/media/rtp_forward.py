@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiortc.rtp import RtpPacket
 
@@ -136,6 +136,7 @@ class PacketForward:
         "_abs_id",
         "_attached_at",
         "_counters",
+        "_fresh",
         "_history",
         "_kind",
         "_last_ntp",
@@ -147,6 +148,7 @@ class PacketForward:
         "_new_source",
         "_next_seq",
         "_output",
+        "_recent",
         "_request_keyframe",
         "_resync",
         "_rtx_seq",
@@ -179,6 +181,9 @@ class PacketForward:
         #: (sender report pair of the attached track's publisher, or None) getter.
         self._source_report: Callable[[], tuple[int, int] | None] = lambda: None
         self._request_keyframe: Callable[[], None] = lambda: None
+        self._recent: Callable[[], Sequence[RtpPacket]] = tuple
+        #: Whether nothing was sent since the track was attached (it may catch up).
+        self._fresh = False
         self.attached = False
         #: Whether packets are skipped until a keyframe starts (video).
         self.waiting_for_keyframe = self._video
@@ -232,10 +237,18 @@ class PacketForward:
         self,
         request_keyframe: Callable[[], None],
         source_report: Callable[[], tuple[int, int] | None],
+        recent: Callable[[], Sequence[RtpPacket]] = tuple,
     ) -> None:
-        """Play a published track from its next keyframe (video) or packet (audio)."""
+        """Play a published track from its next keyframe (video) or packet (audio).
+
+        ``recent()`` gives the packets since the track's latest keyframe if it came a
+        moment ago: a new forward starts with them when its connection comes up after
+        that keyframe, instead of asking for another.
+        """
         self._request_keyframe = request_keyframe
         self._source_report = source_report
+        self._recent = recent
+        self._fresh = True
         self.attached = True
         self._mid_frame = False
         self._new_source = True
@@ -249,6 +262,7 @@ class PacketForward:
         self.attached = False
         self._request_keyframe = lambda: None
         self._source_report = lambda: None
+        self._recent = tuple
 
     def pause(self) -> None:
         self.paused = True
@@ -283,13 +297,40 @@ class PacketForward:
             return
         if self.waiting_for_keyframe:
             if not keyframe:
-                self.dropped += 1
-                if self._output.connected:
-                    # The subscriber starves: ask again (one PLI per interval at most),
-                    # as the last request or its keyframe may have been lost.
-                    self._request_keyframe()
-                return
+                if not self._output.connected or not self._catch_up(ntp, abs_send_time, shared):
+                    self.dropped += 1
+                    return
             self.waiting_for_keyframe = False
+        self._write(packet, ntp, abs_send_time, audio_level, shared)
+
+    def _catch_up(self, ntp: int, abs_send_time: bytes, shared: dict[bytes, bytes]) -> bool:
+        """A waiting forward whose connection is up: send the keyframe the track had a
+        moment ago and what followed it, if this forward has sent nothing yet; else
+        ask for a keyframe. True when it caught up."""
+        recent = self._recent() if self._fresh else ()
+        if not recent:
+            # The subscriber starves: ask again (one PLI per interval at most), as the
+            # last request or its keyframe may have been lost.
+            self._request_keyframe()
+            return False
+        # A keyframe came just before this subscriber's connection was up (one asked for
+        # by another subscriber that joined with it): no need for one more.
+        self.waiting_for_keyframe = False
+        for earlier in recent:
+            if not self._write(earlier, ntp, abs_send_time, None, shared):
+                return False
+        return True
+
+    def _write(
+        self,
+        packet: RtpPacket,
+        ntp: int,
+        abs_send_time: bytes,
+        audio_level: bytes | None,
+        shared: dict[bytes, bytes],
+    ) -> bool:
+        parameters = self.parameters
+        assert parameters is not None
         if self._resync:
             self._sync(packet)
         seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
@@ -314,18 +355,20 @@ class PacketForward:
         outcome = self._output.send(header, payload)
         if outcome:
             self._lost(outcome)
-            return
+            return False
         self._next_seq = (seq + 1) & 0xFFFF
         self._mid_frame = self._video and not packet.marker
         self._last_ts = ts
         self._last_ntp = ntp
         if not self.packets:
             self._counters.first_frame.observe(time.monotonic() - self._attached_at)
+        self._fresh = False
         self.packets += 1
         self.octets += len(payload)
         if packet.marker or not self._video:
             self.frames += 1
             self._counters.frames_forwarded += 1
+        return True
 
     def _sync(self, packet: RtpPacket) -> None:
         # Sequence numbers go on from the last one sent, so that a skip leaves no gap

@@ -174,7 +174,9 @@ class Subscriber:
             assert published is not None
             if slot.forward is not None:
                 if not slot.forward.attached:
-                    slot.forward.attach(published.keyframes.request, _report_of(published))
+                    slot.forward.attach(
+                        published.keyframes.request, _report_of(published), published.recent
+                    )
                     published.add_forward(slot.forward)
             elif slot.subscription is not None:
                 slot.track.attach(slot.subscription, published.source)

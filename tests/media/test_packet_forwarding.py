@@ -314,3 +314,76 @@ async def test_a_paused_track_sends_nothing_and_resumes_at_a_keyframe(meetings: 
     ]
     assert resumed[0].keyframe
     assert contiguous_run(sent_frames, [f.data for f in resumed])
+
+
+class RecordingOutput:
+    """A forward's output that keeps what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.connected = True
+        self.sent: list[tuple[int, bytes]] = []
+
+    def send(self, header: bytes, payload: bytes) -> int:
+        self.sent.append((struct.unpack("!H", header[2:4])[0], payload))
+        return aiortc_hooks.SENT
+
+
+def _video_packet(seq: int, timestamp: int, payload: bytes, marker: int = 1) -> Any:
+    from aiortc.rtp import RtpPacket
+
+    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=timestamp, ssrc=7)
+    packet.payload = payload
+    packet.marker = marker
+    return packet
+
+
+def _started_forward(output: RecordingOutput) -> PacketForward:
+    from bridge.media.counters import MediaCounters
+
+    forward = PacketForward(output, "video", MediaCounters())  # type: ignore[arg-type]
+
+    class Parameters:
+        payload_type, rtx_payload_type, ssrc, rtx_ssrc = 96, None, 1234, 5678
+        mid, mid_id, abs_send_time_id, audio_level_id = "1", 1, 3, None
+
+    forward.started(Parameters())  # type: ignore[arg-type]
+    return forward
+
+
+def test_a_new_forward_catches_up_from_a_recent_keyframe_without_asking() -> None:
+    # Many joining at once: the keyframe one of them asked for came just before this
+    # one's connection was up. It starts from that keyframe, not from one more PLI.
+    output = RecordingOutput()
+    forward = _started_forward(output)
+    key, delta1, delta2 = b"\x10\x50key", b"\x10\x51d1", b"\x10\x51d2"
+    recent = [_video_packet(100, 0, key), _video_packet(101, 3000, delta1)]
+    requests: list[int] = []
+    forward.attach(lambda: requests.append(1), lambda: None, lambda: recent)
+    requests.clear()  # the one made on attach, if connected
+    forward.forward(_video_packet(102, 6000, delta2), False, 0, b"\x00\x00\x00", None, {})
+    assert [payload for _, payload in output.sent] == [key, delta1, delta2]
+    seqs = [seq for seq, _ in output.sent]
+    assert seqs == [seqs[0], (seqs[0] + 1) % 65536, (seqs[0] + 2) % 65536]
+    assert requests == []
+    assert not forward.waiting_for_keyframe
+
+
+def test_a_forward_that_already_sent_asks_for_a_keyframe_instead() -> None:
+    output = RecordingOutput()
+    forward = _started_forward(output)
+    recent = [_video_packet(100, 0, b"\x10\x50key")]
+    requests: list[int] = []
+    forward.attach(lambda: requests.append(1), lambda: None, lambda: recent)
+    forward.forward(recent[0], True, 0, b"\x00\x00\x00", None, {})
+    assert len(output.sent) == 1
+    forward.pause()
+    forward.resume()  # back to waiting for a keyframe, having sent before
+    requests.clear()
+    forward.forward(_video_packet(101, 3000, b"\x10\x51d1"), False, 0, b"\x00\x00\x00", None, {})
+    assert len(output.sent) == 1  # nothing replayed: it would go back in time
+    assert requests == [1]
+    # Nothing recent either: it asks.
+    fresh = _started_forward(RecordingOutput())
+    fresh.attach(lambda: requests.append(2), lambda: None, tuple)
+    fresh.forward(_video_packet(5, 0, b"\x10\x51d"), False, 0, b"\x00\x00\x00", None, {})
+    assert requests[-1] == 2
