@@ -19,6 +19,13 @@ each checked by ``tests/media/test_aiortc_hooks.py``:
   the first DTLS handshake runs (a LiveKit client offers its data channels, then its
   tracks right away) would never start. Connecting again once the connection is up
   starts them (every step is idempotent).
+- :func:`take_over_sender` and :class:`RtpOutput` (the packet path, see
+  :mod:`bridge.media.rtp_forward`): a sender whose RTP we write ourselves answers NACKs
+  from our history and sends sender reports with our figures; packets are protected
+  with the connection's SRTP session into one reused buffer and written straight to the
+  socket of the ICE pair in use, without aiortc's and aioice's coroutine chain.
+  :func:`observe_sender_reports` sees a publisher's RTCP SRs (lip sync), and
+  :func:`rtx_payload_types` says which payload types a receiver takes as RTX.
 - :func:`close_peer_connection`: close a peer connection without leaving an ICE consent
   task behind (aioice starts one even when the connection closed just as ICE completed).
 - :func:`drop_bad_datagrams` (part of :func:`gather_candidates`): anyone can send
@@ -28,10 +35,13 @@ each checked by ``tests/media/test_aiortc_hooks.py``:
   makes aioice's parser raise ``struct.error`` into the event loop. Checked by
   ``tests/media/test_bad_datagrams.py``, with garbage sent to a meeting's ports.
 
-The import fails with a clear message on any other aiortc/aioice version than the ones
-these hooks were verified against: re-read aiortc's ``rtcrtpreceiver.py``,
-``rtcrtpsender.py`` and aioice's ``ice.py``, run the hook tests, then extend
-:data:`VERIFIED_VERSIONS`.
+The import fails with a clear message on any aiortc/aioice/pylibsrtp release outside
+the series these hooks were tested with (:data:`VERIFIED_VERSIONS`); a patch release of a
+tested series is accepted with a warning, since patch releases keep private internals
+as far as we have seen, and the attribute checks below still fail loudly if one does
+not. For a new series: re-read aiortc's ``rtcrtpreceiver.py``, ``rtcrtpsender.py``,
+``rtcdtlstransport.py``, aioice's ``ice.py`` and pylibsrtp's ``__init__.py``, run the
+hook tests, then extend :data:`VERIFIED_VERSIONS`.
 """
 
 from __future__ import annotations
@@ -43,46 +53,84 @@ import ipaddress
 import logging
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
 import aioice.turn
+import pylibsrtp
 from aiortc import RTCIceTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 log = logging.getLogger("visio.media.aiortc_hooks")
 
 #: The longest a peer connection's close may take before it is left to itself.
 CLOSE_TIMEOUT = 5.0
 
-#: Versions whose private internals these hooks were checked against.
-VERIFIED_VERSIONS: dict[str, tuple[str, ...]] = {"aiortc": ("1.16.0",), "aioice": ("0.13.0",)}
+#: Versions whose private internals these hooks were tested with. Another patch release
+#: of the same series (1.16.x for 1.16.0) is accepted, with a warning.
+VERIFIED_VERSIONS: dict[str, tuple[str, ...]] = {
+    "aiortc": ("1.16.0",),
+    "aioice": ("0.13.0",),
+    "pylibsrtp": ("1.0.0",),
+}
+
+
+def _series(release: str) -> tuple[str, ...]:
+    return tuple(release.split(".")[:2])
 
 
 def _check_versions() -> None:
     for package, verified in VERIFIED_VERSIONS.items():
         found = version(package)
-        if found not in verified:
-            raise RuntimeError(
-                f"bridge.media relies on private internals of {package} "
-                f"{', '.join(verified)}, but {package} {found} is installed. Pin "
-                f"{package}=={verified[-1]}, or re-verify bridge/media/aiortc_hooks.py "
-                "against the new version (tests/media/test_aiortc_hooks.py) and add it to "
-                "VERIFIED_VERSIONS."
+        if found in verified:
+            continue
+        if any(_series(found) == _series(tested) for tested in verified):
+            log.warning(
+                "%s %s is a patch release of a tested series (%s); bridge.media's hooks "
+                "into its internals were not re-run against it",
+                package,
+                found,
+                ", ".join(verified),
             )
+            continue
+        raise RuntimeError(
+            f"bridge.media relies on private internals of {package} "
+            f"{', '.join(verified)}, but {package} {found} is installed. Pin "
+            f"{package}=={verified[-1]}, or re-verify bridge/media/aiortc_hooks.py "
+            "against the new version (tests/media/test_aiortc_hooks.py) and add it to "
+            "VERIFIED_VERSIONS."
+        )
     # The attributes the hooks touch; a rename would otherwise fail silently.
     for owner, name in (
         (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpReceiver, "_handle_rtcp_packet"),
         (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, _RECEIVER_CODECS),
         (RTCRtpSender, "_send_keyframe"),
+        (RTCRtpSender, "_retransmit"),
+        (RTCRtpSender, "_send_rtcp"),
+        (RTCRtpSender, "send"),
         (RTCPeerConnection, _CONNECT),
+        (aioice.ice.Connection, "sendto"),
+        (pylibsrtp.Session, "protect"),
     ):
-        if not hasattr(owner, name):
-            raise RuntimeError(f"aiortc has no {owner.__name__}.{name}; see {__name__}")
+        if not hasattr(owner, name) and name not in _INSTANCE_ATTRIBUTES:
+            raise RuntimeError(f"{owner.__name__} has no {name}; see {__name__}")
+    for name in ("srtp_protect", "srtp_protect_rtcp"):
+        if not hasattr(_srtp_lib, name):
+            raise RuntimeError(f"pylibsrtp's binding has no {name}; see {__name__}")
+
+
+_RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
+# Set in __init__, so not on the class: checked on instances by the hook tests.
+_INSTANCE_ATTRIBUTES = {_RECEIVER_CODECS}
 
 
 _CONNECT = "_RTCPeerConnection__connect"
@@ -376,3 +424,251 @@ def drop_bad_datagrams(protocol: aioice.ice.StunProtocol) -> None:
 
     # The asyncio transport looks the handler up on the protocol for every datagram.
     protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+
+
+# The packet path (bridge.media.rtp_forward): senders whose RTP the router writes itself.
+
+
+def rtx_payload_types(receiver: RTCRtpReceiver) -> dict[int, int]:
+    """The RTX payload types a started receiver accepts, each with its media payload type."""
+    codecs: dict[int, RTCRtpCodecParameters] = getattr(receiver, _RECEIVER_CODECS)
+    found: dict[int, int] = {}
+    for pt, codec in codecs.items():
+        apt = codec.parameters.get("apt")
+        if codec.name.lower() == "rtx" and isinstance(apt, int):
+            found[pt] = apt
+    return found
+
+
+def observe_sender_reports(
+    receiver: RTCRtpReceiver, on_report: Callable[[int, int, int], None]
+) -> None:
+    """Call ``on_report(ssrc, ntp_timestamp, rtp_timestamp)`` for each RTCP sender report
+    the remote sender sends to this receiver (the pair that ties its RTP clock to its
+    wall clock, which receivers use for lip sync)."""
+    handle: Callable[..., Awaitable[None]] = receiver._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            on_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+        await handle(packet)
+
+    # The DTLS transport looks the handler up on the instance for every RTCP packet.
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+class SendParameters:
+    """What a sender negotiated, as the packet path needs it (known once it starts)."""
+
+    __slots__ = (
+        "abs_send_time_id",
+        "audio_level_id",
+        "mid",
+        "mid_id",
+        "payload_type",
+        "rtx_payload_type",
+        "rtx_ssrc",
+        "ssrc",
+    )
+
+    def __init__(self, sender: RTCRtpSender, parameters: Any) -> None:
+        media = parameters.codecs[0]
+        self.payload_type: int = media.payloadType
+        self.rtx_payload_type: int | None = next(
+            (
+                c.payloadType
+                for c in parameters.codecs
+                if c.name.lower() == "rtx" and c.parameters.get("apt") == media.payloadType
+            ),
+            None,
+        )
+        self.ssrc: int = sender._ssrc
+        self.rtx_ssrc: int = sender._rtx_ssrc
+        self.mid: str = parameters.muxId
+        ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
+        self.mid_id: int | None = ids.get(_MID)
+        self.abs_send_time_id: int | None = ids.get(_ABS_SEND_TIME)
+        self.audio_level_id: int | None = ids.get(_AUDIO_LEVEL)
+
+
+#: (ntp_timestamp, rtp_timestamp, packet_count, octet_count) for a sender report.
+SenderInfo = tuple[int, int, int, int]
+
+
+def take_over_sender(
+    sender: RTCRtpSender,
+    on_started: Callable[[SendParameters], None],
+    retransmit: Callable[[int], bool],
+    sender_info: Callable[[], SenderInfo | None],
+) -> None:
+    """Let the router write this sender's RTP itself, beside aiortc's own.
+
+    Call before the sender starts. ``on_started`` gets what was negotiated when it starts.
+    A NACK asks ``retransmit(seq)`` first (true: handled), then aiortc's history. Each
+    RTCP sender report aiortc sends (about one a second) carries ``sender_info()`` when
+    it gives one, instead of aiortc's counters of the packets it sent itself.
+    """
+    start: Callable[..., Awaitable[None]] = sender.send
+    original_retransmit: Callable[[int], Awaitable[None]] = sender._retransmit
+    send_rtcp: Callable[[list[Any]], Awaitable[None]] = sender._send_rtcp
+
+    async def send(parameters: Any) -> None:
+        await start(parameters)
+        on_started(SendParameters(sender, parameters))
+
+    async def retransmit_packet(sequence_number: int) -> None:
+        if not retransmit(sequence_number):
+            await original_retransmit(sequence_number)
+
+    async def send_reports(packets: list[Any]) -> None:
+        info = sender_info()
+        if info is not None:
+            for packet in packets:
+                if isinstance(packet, RtcpSrPacket) and packet.ssrc == sender._ssrc:
+                    ntp, rtp, count, octets = info
+                    packet.sender_info = RtcpSenderInfo(
+                        ntp_timestamp=ntp,
+                        rtp_timestamp=rtp,
+                        packet_count=count & 0xFFFFFFFF,
+                        octet_count=octets & 0xFFFFFFFF,
+                    )
+        await send_rtcp(packets)
+
+    # aiortc looks each of these up on the instance when it uses them.
+    sender.send = send  # type: ignore[method-assign]
+    sender._retransmit = retransmit_packet  # type: ignore[method-assign]
+    sender._send_rtcp = send_reports  # type: ignore[method-assign]
+
+
+# What RtpOutput.send() says happened to a packet.
+SENT, NOT_CONNECTED, FULL = 0, 1, 2
+
+_MAX_RTP = 1500
+_srtp_protect = _srtp_lib.srtp_protect
+_SRTP_TRAILER = 16 + 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
+
+
+class RtpOutput:
+    """Protects RTP packets and writes them to one sender's connection, synchronously.
+
+    aiortc's path (``RTCDtlsTransport._send_rtp`` then aioice's ``sendto`` chain) costs
+    three coroutines and a copy per packet; here the packet is copied once into a buffer
+    kept for the connection's life, protected there by libsrtp with the connection's own
+    SRTP session, and handed to the socket of the nominated ICE pair. A relayed (TURN)
+    pair goes through aioice, which must wrap it.
+    """
+
+    __slots__ = (
+        "_addr",
+        "_cdata",
+        "_dtls",
+        "_ice",
+        "_length",
+        "_pair",
+        "_relayed",
+        "_sender",
+        "_sendto",
+        "_session",
+        "_srtp",
+        "_view",
+    )
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self._sender = sender
+        self._dtls: Any = None
+        self._ice: Any = None
+        self._pair: Any = None
+        self._session: Any = None
+        self._srtp: Any = None
+        self._sendto: Any = None
+        self._addr: Any = None
+        self._cdata = _srtp_ffi.new("char[]", _MAX_RTP + _SRTP_TRAILER)
+        self._view = memoryview(_srtp_ffi.buffer(self._cdata)).cast("B")
+        self._length = _srtp_ffi.new("int *")
+        # Sends through aioice (relayed pairs) still under way.
+        self._relayed: set[asyncio.Future[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        """Whether packets can go out now (DTLS is up, so SRTP keys are known)."""
+        return self._sender.transport._state is _CONNECTED_STATE
+
+    def send(self, header: bytes, payload: bytes) -> int:
+        """Send one RTP packet, given as its header (extensions included) and payload,
+        which are copied into the buffer side by side: :data:`SENT`,
+        :data:`NOT_CONNECTED` (nothing sent), or :data:`FULL` (the socket's buffer is
+        full, or the packet too big: it is lost)."""
+        dtls = self._dtls
+        if dtls is None or dtls._state is not _CONNECTED_STATE:
+            # Not yet, or no more: the sender's transport may also have been replaced
+            # (bundling) since it was looked up.
+            dtls = self._sender.transport
+            if dtls._state is not _CONNECTED_STATE:
+                return NOT_CONNECTED
+            self._dtls = dtls
+            self._ice = dtls.transport.iceGatherer._connection
+            # The SRTP session is made once DTLS is up, and lives as long as it.
+            self._session = dtls._tx_srtp
+            self._srtp = self._session._srtp[0]
+        pair = self._ice._nominated.get(1)
+        if pair is None:
+            return NOT_CONNECTED
+        if pair is not self._pair:
+            self._use(pair)
+        split = len(header)
+        size = split + len(payload)
+        if size > _MAX_RTP:
+            return FULL
+        view = self._view
+        view[:split] = header
+        view[split:size] = payload
+        length = self._length
+        length[0] = size
+        if _srtp_protect(self._srtp, self._cdata, length):
+            return FULL
+        protected = view[: length[0]]
+        sendto = self._sendto
+        if sendto is None:
+            relayed = asyncio.ensure_future(pair.protocol.send_data(bytes(protected), self._addr))
+            self._relayed.add(relayed)
+            relayed.add_done_callback(self._relayed.discard)
+            return SENT
+        try:
+            sendto(protected, self._addr)
+        except (BlockingIOError, InterruptedError):
+            return FULL
+        except OSError:
+            return NOT_CONNECTED
+        return SENT
+
+    def _use(self, pair: Any) -> None:
+        self._pair = pair
+        self._addr = pair.remote_addr
+        protocol = pair.protocol
+        transport = getattr(protocol, "transport", None)
+        plain = type(protocol) is aioice.ice.StunProtocol and transport is not None
+        sock = getattr(transport, "_sock", None) if plain else None
+        self._sendto = None if sock is None else sock.sendto
+
+
+def _connected_state() -> Any:
+    from aiortc.rtcdtlstransport import State
+
+    return State.CONNECTED
+
+
+_CONNECTED_STATE = _connected_state()
+
+
+def ntp_time() -> int:
+    """The wall clock as a 64-bit NTP timestamp, without aiortc's ``datetime`` round trip."""
+    return int((time.time() + _NTP_EPOCH_OFFSET) * 4294967296.0)
+
+
+_NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01

@@ -36,5 +36,7 @@ class MediaCounters:
     frames_forwarded: int = 0
     frames_dropped: int = 0
     keyframe_requests: int = 0
+    #: RTP packets fanned out on the packet path (counted once, however many receive).
+    packets_received: int = 0
     #: From a subscription's start to its first forwarded frame.
     first_frame: Histogram = field(default_factory=Histogram)

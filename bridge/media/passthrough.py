@@ -1,4 +1,7 @@
-"""Encoded passthrough: media is forwarded as the publisher encoded it, never decoded.
+"""Encoded passthrough of frames: media is forwarded as the publisher encoded it, never
+decoded. Subscribers of a local publisher's tracks get packets instead
+(:mod:`bridge.media.rtp_forward`); frames serve trunks, tracks that came over a trunk, and
+in-process listeners.
 
 Receive side: :func:`tap_encoded_frames` takes each complete encoded frame where it leaves
 an aiortc receiver's jitter buffer (see :mod:`bridge.media.aiortc_hooks`); the receiver

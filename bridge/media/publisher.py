@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Coroutine, Mapping
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
 
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, unwrap_rtx
 
 from . import aiortc_hooks
 from .clock import Clock
@@ -29,6 +30,7 @@ from .peer import (
     on_never_connected,
     set_local_description,
 )
+from .rtp_forward import PacketForward, keyframe_start, ntp_abs_send_time
 from .sdp_rules import SdpSection, check_publish_offer
 from .settings import MediaSettings
 from .subscription import Subscription
@@ -38,6 +40,11 @@ SOURCE_KINDS: dict[str, str] = {"camera": "video", "microphone": "audio", "scree
 PARTICIPANT_ID = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,64}")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+#: How recent a keyframe a subscriber whose connection just came up may start from
+#: (instead of asking for one more), and the most packets kept for that.
+CATCH_UP_SECONDS = 0.5
+CATCH_UP_PACKETS = 256
 
 
 class PublishedTrack:
@@ -67,16 +74,110 @@ class PublishedTrack:
         self._queue_frames = settings.subscription_queue_frames
         self._spawn = spawn
         self._subscriptions: list[Subscription] = []
+        self._forwards: list[PacketForward] = []
+        #: Whether packets come in through :meth:`on_packet`, so subscribers may take
+        #: them one by one (a track of a local publisher, with packet forwarding on).
+        self.packet_source = False
+        #: Packets received and fanned out (on the packet path).
+        self.packets = 0
+        #: The publisher's latest RTCP sender report: (NTP time, RTP timestamp).
+        self.sender_report: tuple[int, int] | None = None
+        self._keyframe_start = keyframe_start(codec.name)
+        self._video = self.kind == "video"
+        self._rtx: dict[int, int] | None = None
+        self._seen_ssrc = media_ssrc
+        self._since_keyframe: list[RtpPacket] = []
+        self._keyframe_at = 0.0
         self.keyframes = KeyframeRequester(
             self._send_pli,
             clock,
             settings.keyframe_request_interval,
-            still_needed=lambda: any(s.waiting_for_keyframe for s in self._subscriptions),
+            still_needed=self._keyframe_needed,
         )
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         return tuple(self._subscriptions)
+
+    @property
+    def forwards(self) -> tuple[PacketForward, ...]:
+        return tuple(self._forwards)
+
+    def add_forward(self, forward: PacketForward) -> None:
+        """Send this track's packets through ``forward`` too (see :meth:`on_packet`)."""
+        if forward not in self._forwards:
+            self._forwards.append(forward)
+
+    def remove_forward(self, forward: PacketForward) -> None:
+        if forward in self._forwards:
+            self._forwards.remove(forward)
+
+    def on_packet(self, packet: RtpPacket) -> None:
+        """Fan one decrypted RTP packet out to every forward, on the packet handler."""
+        if packet.payload_type != self.codec.payloadType:
+            unwrapped = self._unwrap_rtx(packet)
+            if unwrapped is None:
+                return
+            packet = unwrapped
+        elif self._seen_ssrc is None:
+            self._seen_ssrc = packet.ssrc
+        if not packet.payload:
+            return  # padding only (a bandwidth probe)
+        keyframe = self._keyframe_start(packet.payload) if self._video else True
+        forwards = self._forwards
+        if forwards:
+            self.packets += 1
+            self._counters.packets_received += 1
+            level = packet.extensions.audio_level
+            audio_level = bytes([level[0] << 7 | level[1]]) if level is not None else None
+            ntp = aiortc_hooks.ntp_time()
+            abs_send_time = ntp_abs_send_time(ntp)
+            shared: dict[bytes, bytes] = {}
+            for forward in forwards:
+                forward.forward(packet, keyframe, ntp, abs_send_time, audio_level, shared)
+        if self._video:
+            self._keep_since_keyframe(packet, keyframe)
+
+    def _keep_since_keyframe(self, packet: RtpPacket, keyframe: bool) -> None:
+        # The packets since the latest keyframe, while it is recent (see recent()).
+        if keyframe:
+            self._since_keyframe = [packet]
+            self._keyframe_at = time.monotonic()
+        elif self._since_keyframe:
+            if len(self._since_keyframe) < CATCH_UP_PACKETS:
+                self._since_keyframe.append(packet)
+            else:
+                self._since_keyframe = []
+
+    def recent(self) -> Sequence[RtpPacket]:
+        """The packets since the latest keyframe, if it came at most
+        :data:`CATCH_UP_SECONDS` ago (for a subscriber whose connection just came up)."""
+        if self._since_keyframe and time.monotonic() - self._keyframe_at <= CATCH_UP_SECONDS:
+            return self._since_keyframe
+        return ()
+
+    def on_sender_report(self, ssrc: int, ntp: int, rtp: int) -> None:
+        """The publisher's RTCP SR: keep the media stream's clock pair (lip sync)."""
+        if ssrc == self._seen_ssrc:
+            self.sender_report = (ntp, rtp)
+
+    def _unwrap_rtx(self, packet: RtpPacket) -> RtpPacket | None:
+        if self._rtx is None:
+            self._rtx = aiortc_hooks.rtx_payload_types(self._receiver)
+        apt = self._rtx.get(packet.payload_type)
+        if (
+            apt is None
+            or apt != self.codec.payloadType
+            or len(packet.payload) < 2
+            or self._seen_ssrc is None
+        ):
+            return None
+        return unwrap_rtx(packet, payload_type=apt, ssrc=self._seen_ssrc)
+
+    def _keyframe_needed(self) -> bool:
+        return any(s.waiting_for_keyframe for s in self._subscriptions) or any(
+            f.waiting_for_keyframe and not f.paused for f in self._forwards
+        )
 
     def subscribe(self) -> Subscription:
         """A new subscription; it waits for (and asks for) a keyframe if this is video."""
@@ -106,6 +207,7 @@ class PublishedTrack:
         for subscription in self._subscriptions:
             subscription.close()
         self._subscriptions.clear()
+        self._forwards.clear()
 
     def _send_pli(self) -> None:
         ssrc = self._media_ssrc
@@ -247,7 +349,12 @@ class Publisher:
                 continue
             self._tapped.add(mid)
             tap_encoded_frames(transceiver.receiver, partial(self._on_frame, mid))
-            if transceiver.kind == "audio":
+            if self._settings.packet_forwarding:
+                aiortc_hooks.observe_rtp(transceiver.receiver, partial(self._on_packet, mid))
+                aiortc_hooks.observe_sender_reports(
+                    transceiver.receiver, partial(self._on_sender_report, mid)
+                )
+            elif transceiver.kind == "audio":
                 aiortc_hooks.observe_rtp(transceiver.receiver, partial(self._on_rtp, mid))
 
     def _update_tracks(
@@ -274,6 +381,7 @@ class Publisher:
                 self._spawn,
                 self._counters,
             )
+            track.packet_source = self._settings.packet_forwarding
             self._tracks[mid] = track
             self._log.info(
                 "%s publishes %s (%s)", self.participant_id, source, section.codec.mimeType
@@ -290,6 +398,20 @@ class Publisher:
         track = self._tracks.get(mid)
         if track is not None:
             track.push(frame)
+
+    def _on_packet(self, mid: str, packet: RtpPacket) -> None:
+        track = self._tracks.get(mid)
+        if track is not None:
+            track.on_packet(packet)
+            if track.source == "microphone":
+                level = packet.extensions.audio_level
+                if level is not None:
+                    self._listener.audio_level(self.participant_id, level[1])
+
+    def _on_sender_report(self, mid: str, ssrc: int, ntp: int, rtp: int) -> None:
+        track = self._tracks.get(mid)
+        if track is not None:
+            track.on_sender_report(ssrc, ntp, rtp)
 
     def _on_rtp(self, mid: str, packet: RtpPacket) -> None:
         level = packet.extensions.audio_level

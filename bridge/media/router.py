@@ -10,7 +10,11 @@ Each participant has two peer connections, so offers never collide (no glare):
   media.accept_answer(answer)``. One offer is outstanding at a time; changes made
   meanwhile go out in one offer after the answer.
 
-Media is forwarded encoded (see :mod:`bridge.media.passthrough`). Each forwarded track
+Media is forwarded encoded. A local publisher's tracks go to subscribers packet by
+packet, straight from the publisher's packet handler (:mod:`bridge.media.rtp_forward`,
+:attr:`MediaSettings.packet_forwarding`); tracks that came over a trunk, and whatever a
+trunk or an in-process listener takes, go as frames through a bounded subscription
+(:mod:`bridge.media.passthrough`). Each forwarded track
 appears in the server's offer as ``a=msid:<publisher participant id> <source>``: the
 stream id says whose track it is, the track id which source (``camera``, ``microphone``,
 ``screen``). An m-line whose track ended turns ``inactive`` and is reused later.
@@ -105,6 +109,12 @@ class RouterStats:
     trunks: int = 0
     #: Tracks published here that a trunk does not carry (no free slot, or its codec).
     untrunked_tracks: int = 0
+    #: On the packet path: RTP packets fanned out from publishers of live tracks, packets
+    #: sent to subscribers, and packets not sent (skipped to a keyframe, paused, lost to a
+    #: full socket buffer), over live forwards.
+    packets_received: int = 0
+    packets_forwarded: int = 0
+    packets_dropped: int = 0
 
 
 class ParticipantMedia:
@@ -134,6 +144,7 @@ class ParticipantMedia:
             send_offer,
             self._lost,
             router._log,
+            router.counters,
         )
 
     @property
@@ -444,19 +455,24 @@ class Router:
         trunks = list(self._trunks.values())
         tracks = [t for m in media for t in m.tracks]
         subscriptions = [s for t in tracks for s in t.subscriptions]
+        forwards = [f for t in tracks for f in t.forwards]
         return RouterStats(
             participants=len(self._participants),
             peer_connections=sum(m.connections for m in media)
             + sum(int(t.has_connection) for t in trunks),
             published_tracks=len(tracks),
-            subscriptions=len(subscriptions),
+            subscriptions=len(subscriptions) + len(forwards),
             tasks=sum(not t.done() for t in self._tasks),
             frames_received=sum(t.frames for t in tracks),
-            frames_forwarded=sum(s.delivered for s in subscriptions),
+            frames_forwarded=sum(s.delivered for s in subscriptions)
+            + sum(f.frames for f in forwards),
             frames_dropped=sum(s.dropped for s in subscriptions),
             keyframe_requests=sum(t.keyframes.sent for t in tracks),
             trunks=len(trunks),
             untrunked_tracks=sum(t.untrunked for t in trunks),
+            packets_received=sum(t.packets for t in tracks),
+            packets_forwarded=sum(f.packets for f in forwards),
+            packets_dropped=sum(f.dropped for f in forwards),
         )
 
     async def close(self) -> None:

@@ -53,6 +53,12 @@ class MediaSettings:
     #: such an address because an SDP named it; clients on them still connect through the
     #: checks they send (peer-reflexive candidates). See :mod:`bridge.media.sdp_rules`.
     allow_private_candidates: bool = False
+    #: Whether subscribers get a local publisher's RTP packets one by one, rewritten and
+    #: sent from the publisher's packet handler (:mod:`bridge.media.rtp_forward`), instead
+    #: of frames through a queue and an aiortc sender per subscriber (False: the frame
+    #: path of earlier releases). Tracks that come over a trunk, and in-process listeners,
+    #: take frames either way.
+    packet_forwarding: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
@@ -86,7 +92,8 @@ class MediaSettings:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if not isinstance(self.allow_private_candidates, bool):
-            raise ValueError("allow_private_candidates must be True or False")
+        for flag in ("allow_private_candidates", "packet_forwarding"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be True or False")
         if not 0 <= self.speaking_level_dbov <= 127:
             raise ValueError("speaking_level_dbov must be between 0 and 127")

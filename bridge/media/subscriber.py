@@ -18,6 +18,7 @@ from aiortc import (
 from ..meeting.media import SendOffer
 from . import aiortc_hooks
 from .clock import Clock, Timer
+from .counters import MediaCounters
 from .errors import MediaError
 from .passthrough import ForwardedTrack
 from .peer import (
@@ -29,6 +30,7 @@ from .peer import (
     set_local_description,
 )
 from .publisher import PublishedTrack, Spawn
+from .rtp_forward import PacketForward
 from .sdp_rules import check_answer, codec_preferences
 from .settings import MediaSettings
 from .subscription import Subscription
@@ -43,15 +45,25 @@ class _Slot:
 
     transceiver: RTCRtpTransceiver
     track: ForwardedTrack
-    codec_key: tuple[str, str]
+    codec_key: tuple[str, str, bool]
     published: PublishedTrack | None = None
     subscription: Subscription | None = None
-    #: The subscription the outstanding offer carries in this slot.
-    offered: Subscription | None = None
+    #: On the packet path, the forward that feeds the sender instead of ``track``.
+    forward: PacketForward | None = None
+    #: What this slot carries now (the subscription, or a token on the packet path) and
+    #: what the outstanding offer carries in it: it plays once an answer carries it.
+    assignment: object | None = None
+    offered: object | None = None
 
 
-def _codec_key(track: PublishedTrack) -> tuple[str, str]:
-    return track.codec.mimeType.lower(), repr(sorted(track.codec.parameters.items()))
+def _codec_key(track: PublishedTrack) -> tuple[str, str, bool]:
+    # A slot's sender is fed frames or packets for its whole life: each keeps its own
+    # sequence numbers, so one m-line never mixes them.
+    return (
+        track.codec.mimeType.lower(),
+        repr(sorted(track.codec.parameters.items())),
+        track.packet_source,
+    )
 
 
 class Subscriber:
@@ -72,8 +84,10 @@ class Subscriber:
         send_offer: SendOffer,
         on_lost: Callable[[str], None],
         log: logging.Logger,
+        counters: MediaCounters | None = None,
     ) -> None:
         self.participant_id = participant_id
+        self._counters = counters or MediaCounters()
         self._settings = settings
         self._clock = clock
         self._spawn = spawn
@@ -103,15 +117,28 @@ class Subscriber:
     def subscriptions(self) -> tuple[Subscription, ...]:
         return tuple(s.subscription for s in self._slots if s.subscription is not None)
 
+    @property
+    def forwards(self) -> tuple[PacketForward, ...]:
+        """The packet forwards playing now."""
+        return tuple(s.forward for s in self._slots if s.forward and s.forward.attached)
+
     def add(self, published: PublishedTrack) -> None:
         """Start forwarding ``published`` (after the next offer/answer)."""
         if self._closed or any(s.published is published for s in self._slots):
             return
         slot = self._free_slot(published) or self._new_slot(published)
         slot.published = published
-        slot.subscription = published.subscribe()
-        if published.track_id in self._paused:
-            slot.subscription.pause()
+        if slot.forward is not None:
+            slot.assignment = object()
+            if published.track_id in self._paused:
+                slot.forward.pause()
+            else:
+                slot.forward.paused = False
+        else:
+            slot.subscription = published.subscribe()
+            slot.assignment = slot.subscription
+            if published.track_id in self._paused:
+                slot.subscription.pause()
         aiortc_hooks.set_msid(slot.transceiver.sender, published.participant_id, published.source)
         slot.transceiver.direction = "sendonly"
         self._changed()
@@ -141,9 +168,18 @@ class Subscriber:
             self._answer_timer = None
         await self._trickled.flush(self._pc)
         for slot in self._slots:
-            if slot.subscription is not None and slot.subscription is slot.offered:
-                assert slot.published is not None
-                slot.track.attach(slot.subscription, slot.published.source)
+            if slot.assignment is None or slot.assignment is not slot.offered:
+                continue
+            published = slot.published
+            assert published is not None
+            if slot.forward is not None:
+                if not slot.forward.attached:
+                    slot.forward.attach(
+                        published.keyframes.request, _report_of(published), published.recent
+                    )
+                    published.add_forward(slot.forward)
+            elif slot.subscription is not None:
+                slot.track.attach(slot.subscription, published.source)
         self._kick()
 
     def set_receiving(self, track_id: str, receiving: bool) -> None:
@@ -155,11 +191,12 @@ class Subscriber:
             self._paused.add(track_id)
         for slot in self._slots:
             if slot.published is not None and slot.published.track_id == track_id:
-                assert slot.subscription is not None
+                flow = slot.forward or slot.subscription
+                assert flow is not None
                 if receiving:
-                    slot.subscription.resume()
+                    flow.resume()
                 else:
-                    slot.subscription.pause()
+                    flow.pause()
 
     async def add_candidate(self, candidate: RTCIceCandidate) -> None:
         """A candidate the client trickled for this connection; kept until its answer."""
@@ -210,6 +247,13 @@ class Subscriber:
         transceiver = self._connection().addTransceiver(track, direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(published.codec))
         slot = _Slot(transceiver, track, _codec_key(published))
+        if published.packet_source:
+            sender = transceiver.sender
+            forward = PacketForward(aiortc_hooks.RtpOutput(sender), published.kind, self._counters)
+            aiortc_hooks.take_over_sender(
+                sender, forward.started, forward.retransmit, forward.sender_info
+            )
+            slot.forward = forward
         aiortc_hooks.on_keyframe_request(transceiver.sender, partial(self._on_pli, slot))
         self._slots.append(slot)
         return slot
@@ -218,7 +262,10 @@ class Subscriber:
         slot.track.detach()
         if slot.published is not None and slot.subscription is not None:
             slot.published.unsubscribe(slot.subscription)
-        slot.published = slot.subscription = slot.offered = None
+        if slot.published is not None and slot.forward is not None:
+            slot.published.remove_forward(slot.forward)
+            slot.forward.detach()
+        slot.published = slot.subscription = slot.assignment = slot.offered = None
 
     def _on_pli(self, slot: _Slot) -> None:
         if slot.published is not None:
@@ -249,7 +296,7 @@ class Subscriber:
         pc = self._connection()
         # createOffer() does not yield, so this is exactly what the offer carries; a
         # change made while gathering below waits for the next offer.
-        carried = [(slot, slot.subscription) for slot in self._slots]
+        carried = [(slot, slot.assignment) for slot in self._slots]
         offer = await pc.createOffer()
         await set_local_description(
             pc,
@@ -260,8 +307,8 @@ class Subscriber:
         )
         if self._closed:
             return
-        for slot, subscription in carried:
-            slot.offered = subscription
+        for slot, assignment in carried:
+            slot.offered = assignment
         self._offered_sections = offer.sdp.count("\r\nm=")
         self._offer_pending = True
         self._answer_timer = self._clock.call_later(
@@ -279,3 +326,7 @@ class Subscriber:
                 self._settings.answer_timeout,
             )
             self._on_lost("no answer")
+
+
+def _report_of(published: PublishedTrack) -> Callable[[], tuple[int, int] | None]:
+    return lambda: published.sender_report

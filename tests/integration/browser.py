@@ -182,6 +182,8 @@ async () => {
       frameWidth: report.frameWidth ?? 0,
       packetsReceived: report.packetsReceived ?? 0,
       totalSamplesReceived: report.totalSamplesReceived ?? 0,
+      // The sender's NTP time of what plays now, known from its RTCP sender reports.
+      estimatedPlayoutTimestamp: report.estimatedPlayoutTimestamp ?? null,
     };
   }
   return result;

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aioice.ice
 import pytest
-from aiortc import RTCIceServer, RTCPeerConnection
+from aiortc import RTCIceServer, RTCPeerConnection, VideoStreamTrack
 
 from bridge.media import aiortc_hooks
 from bridge.media.frames import EncodedFrame
@@ -125,3 +127,90 @@ async def test_tap_survives_receiver_stop_without_a_thread() -> None:
     await sending.close()
     await asyncio.sleep(0.05)
     assert [t.name for t in threading.enumerate() if "decoder" in t.name] == []
+
+
+def test_a_patch_release_of_a_tested_series_is_accepted_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(aiortc_hooks.VERIFIED_VERSIONS, "aiortc", ("1.16.7",))
+    aiortc_hooks._check_versions()
+    assert "aiortc 1.16.0 is a patch release of a tested series (1.16.7)" in caplog.text
+    monkeypatch.setitem(aiortc_hooks.VERIFIED_VERSIONS, "aiortc", ("1.17.0",))
+    with pytest.raises(RuntimeError, match=r"aiortc 1\.17\.0, but aiortc 1\.16\.0"):
+        aiortc_hooks._check_versions()
+    monkeypatch.setitem(aiortc_hooks.VERIFIED_VERSIONS, "aiortc", ("1.16.0",))
+    monkeypatch.setitem(aiortc_hooks.VERIFIED_VERSIONS, "pylibsrtp", ("0.12.0",))
+    with pytest.raises(RuntimeError, match=r"pylibsrtp 0\.12\.0, but pylibsrtp 1\.0\.0"):
+        aiortc_hooks._check_versions()
+
+
+class _Silent(VideoStreamTrack):
+    """A video track that never yields: the test writes the sender's RTP itself."""
+
+    async def recv(self) -> Any:
+        await asyncio.Event().wait()
+
+
+async def test_a_taken_over_sender_sends_what_we_write_and_reports_our_figures() -> None:
+    sending, receiving = new_peer_connection([]), new_peer_connection([])
+    sender = sending.addTransceiver(_Silent(), direction="sendonly").sender
+    started: list[aiortc_hooks.SendParameters] = []
+    nacked: list[int] = []
+    info: aiortc_hooks.SenderInfo = (123 << 32, 4567, 89, 1000)
+    aiortc_hooks.take_over_sender(
+        sender, started.append, lambda seq: nacked.append(seq) or True, lambda: info
+    )
+    output = aiortc_hooks.RtpOutput(sender)
+    assert output.send(b"\x80" * 12, b"x") == aiortc_hooks.NOT_CONNECTED
+    frames: list[EncodedFrame] = []
+    reports: list[tuple[int, int, int]] = []
+
+    def tap() -> None:
+        receiver = receiving.getTransceivers()[0].receiver
+        tap_encoded_frames(receiver, frames.append)
+        aiortc_hooks.observe_sender_reports(receiver, lambda *r: reports.append(r))
+
+    await connect(sending, receiving, tap)
+    await wait_for(lambda: started and output.connected)
+    parameters = started[0]
+    assert parameters.ssrc == sender._ssrc
+    assert parameters.mid == "0" and parameters.mid_id is not None
+    assert parameters.rtx_payload_type is not None  # aiortc offers RTX for video
+    receiver = receiving.getTransceivers()[0].receiver
+    rtx = aiortc_hooks.rtx_payload_types(receiver)
+    assert rtx[parameters.rtx_payload_type] == parameters.payload_type
+
+    # Three one-packet VP8 "frames", the middle one lost on the way.
+    def packet(seq: int, ts: int, body: bytes) -> tuple[bytes, bytes]:
+        header = struct.pack(
+            "!BBHII", 0x80, 0x80 | parameters.payload_type, seq, ts, parameters.ssrc
+        )
+        return header, b"\x10" + body
+
+    for seq, ts, body in ((100, 0, b"one"), (102, 6000, b"three"), (103, 9000, b"four")):
+        assert output.send(*packet(seq, ts, body)) == aiortc_hooks.SENT
+    await wait_for(lambda: nacked == [101], within=5)  # the receiver asks for the gap
+    assert output.send(*packet(101, 3000, b"two")) == aiortc_hooks.SENT
+    # aiortc's jitter buffer hands on one frame per packet that comes in.
+    for seq in range(104, 110):
+        output.send(*packet(seq, (seq - 100) * 3000, b"more"))
+    await wait_for(lambda: len(frames) >= 3)
+    assert [f.data for f in frames[:3]] == [b"one", b"two", b"three"]
+    await wait_for(lambda: reports, within=5)
+    assert reports[0] == (sender._ssrc, info[0], info[1])
+    await sending.close()
+    await receiving.close()
+
+
+async def test_the_receivers_codecs_are_where_the_hooks_look() -> None:
+    pc = new_peer_connection([])
+    receiver = pc.addTransceiver("video").receiver
+    assert isinstance(getattr(receiver, aiortc_hooks._RECEIVER_CODECS), dict)
+    await pc.close()
+
+
+def test_ntp_time_matches_aiortcs() -> None:
+    from aiortc import clock
+
+    ours, theirs = aiortc_hooks.ntp_time(), clock.current_ntp_time()
+    assert abs(ours - theirs) < (1 << 32) // 100  # within 10 ms

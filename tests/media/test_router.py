@@ -27,6 +27,9 @@ from .helpers import Client, FakeClock, Meeting, loopback_settings, wait_for
 
 Meetings = Callable[..., Meeting]
 
+#: Every test here runs on the frame path and on the packet path.
+BOTH_PATHS = True
+
 
 def contiguous_run(sent: list[bytes], received: list[bytes]) -> bool:
     """Whether ``received`` is ``sent`` from some frame on, byte for byte."""

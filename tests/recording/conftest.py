@@ -3,6 +3,6 @@ through the router."""
 
 from __future__ import annotations
 
-from tests.media.conftest import meetings
+from tests.media.conftest import forwarding, meetings
 
-__all__ = ["meetings"]
+__all__ = ["forwarding", "meetings"]
