@@ -269,8 +269,9 @@ class Config(BaseFileConfig):
             raise ConfigError("media.turn.shared_secret", "is needed when media.turn.urls is set")
         self._require_seconds("media.turn.lifetime", 60, 7 * 24 * 3600)
         self.udp_port_range()
-        if not isinstance(self["media.allow_private_candidates"], bool):
-            raise ConfigError("media.allow_private_candidates", "must be true or false")
+        for key in ("media.allow_private_candidates", "media.packet_forwarding"):
+            if not isinstance(self[key], bool):
+                raise ConfigError(key, "must be true or false")
         addresses = self["media.host_addresses"]
         if not isinstance(addresses, list):
             raise ConfigError("media.host_addresses", "must be a list of IP addresses")

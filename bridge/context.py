@@ -100,6 +100,7 @@ def media_settings(config: Config) -> MediaSettings:
         host_addresses=list(config["media.host_addresses"]) or None,
         allow_private_candidates=config["media.allow_private_candidates"],
         udp_ports=config.udp_port_range(),
+        packet_forwarding=config["media.packet_forwarding"],
     )
 
 

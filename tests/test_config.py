@@ -231,6 +231,7 @@ def test_a_relative_recording_path_is_taken_from_the_config_folder(tmp_path: Pat
         ("transcription.max_speakers", 0, "is not from 1 to 64"),
         ("retention.recordings_days", -1, "is not a number of days"),
         ("recording.enabled", "yes", "must be true or false"),
+        ("media.packet_forwarding", "fast", "must be true or false"),
     ],
 )
 def test_capture_settings_are_checked(key: str, value: object, says: str) -> None:
