@@ -8,6 +8,7 @@ page's own ``RTCPeerConnection.getStats()``.
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -167,6 +168,7 @@ async def test_two_people_see_and_hear_each_other(meet: Meet) -> None:
     assert await carol.page.locator("#notice-title").inner_text() == "Your link has expired"
 
 
+@pytest.mark.one_database
 async def test_audio_and_video_play_in_sync(meet: Meet) -> None:
     # Lip sync rests on the RTCP sender reports the bridge sends for each forwarded
     # track: Chromium maps each track's RTP timestamps to the sender's wall clock with
@@ -194,8 +196,11 @@ async def test_audio_and_video_play_in_sync(meet: Meet) -> None:
         )
         await asyncio.sleep(0.5)
     # Playout times in milliseconds of alice's clock: a wrong sender report (another
-    # clock, or timestamps not moved with the packets) puts them seconds apart.
-    assert max(abs(gap) for gap in gaps) < 200, gaps
+    # clock, or timestamps not moved with the packets) puts them far apart (a report
+    # shifted by one second gave 700 to 900 ms). In sync they are 30 to 40 ms apart on
+    # a quiet machine, and up to about 200 ms on a loaded CI machine, whose playout
+    # buffers grow: the median is checked, with room for that.
+    assert statistics.median(abs(gap) for gap in gaps) < 400, gaps
 
 
 async def open_meeting_expecting_end(person: Participant, url: str) -> None:
