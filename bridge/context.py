@@ -196,7 +196,6 @@ class Bridge:
         self._engine: Engine | None = None
         self.transcriptions = Transcriptions(
             self.meetings,
-            self.storage.capture_files,
             capture_poster,
             self.recordings.posting,
             self.clock,

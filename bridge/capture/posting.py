@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Protocol
@@ -73,6 +75,33 @@ class FilePosting:
         self.threads: dict[tuple[str, CaptureKind], str] = {}
         self._lock = asyncio.Lock()
 
+    async def register(
+        self,
+        meeting_id: str,
+        room_id: str,
+        kind: CaptureKind,
+        path: Path,
+        mime_type: str,
+        size: int,
+        duration_ms: int,
+    ) -> None:
+        """Store a finished file, unposted: from now on a crash cannot lose it, and
+        retention can find it."""
+        await self.files.insert(
+            CaptureFile(
+                id=secrets.token_hex(8),
+                meeting_id=meeting_id,
+                room_id=room_id,
+                kind=kind,
+                name=path.name,
+                mime_type=mime_type,
+                size=size,
+                duration_ms=duration_ms,
+                created_at=self.clock.now_ms(),
+                path=str(path),
+            )
+        )
+
     async def post_unposted(self) -> None:
         """Post the files not linked yet, per meeting and kind: uploads when they fit
         the homeserver's limit, a note of what stays on this machine otherwise. A
@@ -137,6 +166,11 @@ class FilePosting:
             for file in kept:
                 file.event_id, file.room_id = event_id, room_id
                 await self.files.save(file)
+
+
+def file_stamp(ms: int) -> str:
+    """A moment as files and folders of a capture are named: ``20261201-140557Z``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y%m%d-%H%M%SZ")
 
 
 def human_size(size: int) -> str:

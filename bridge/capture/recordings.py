@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,11 +21,11 @@ from ..clock import Clock
 from ..meeting.media import MediaSink
 from ..meeting.meeting import Meeting
 from ..meeting.meetings import Change, Meetings
-from ..meeting.store import CaptureFile, CaptureFileStore
+from ..meeting.store import CaptureFileStore
 from ..refusal import Refusal
 from .background import Background
 from .clear import ClearMediaOnly
-from .posting import CapturePoster, FilePosting
+from .posting import CapturePoster, FilePosting, file_stamp
 
 log = logging.getLogger("visio.capture")
 
@@ -66,9 +64,6 @@ class _Running:
     recorder: RecordingSink
     #: What is attached to the meeting: the recorder, for media it can hear.
     sink: ClearMediaOnly
-    folder: Path
-    started_at: int
-    started_by: str
 
 
 class Recordings:
@@ -86,7 +81,6 @@ class Recordings:
         recorder: RecorderFactory,
     ) -> None:
         self.meetings = meetings
-        self.files = files
         self.poster = poster
         self.clock = clock
         self.enabled = enabled
@@ -110,11 +104,11 @@ class Recordings:
             raise CaptureError("This meeting has ended.")
         if meeting.id in self._running:
             raise CaptureError("This meeting is already being recorded.", "conflict")
-        self._attach(meeting, by)
+        self._attach(meeting)
         try:
             await self.meetings.set_capture(meeting, recording=True)
         except BaseException:
-            await self._detach(meeting)
+            self._detach(meeting)
             raise
         await self._tell(
             meeting,
@@ -125,7 +119,7 @@ class Recordings:
         """Stop recording; the files are posted in the room when they are finished."""
         if meeting.id not in self._running:
             raise CaptureError("This meeting is not being recorded.", "conflict")
-        running = await self._detach(meeting)
+        running = self._detach(meeting)
         if meeting.is_live:
             await self.meetings.set_capture(meeting, recording=False)
         await self._tell(meeting, f"Recording stopped by {by}. The files follow when ready.")
@@ -142,7 +136,7 @@ class Recordings:
                 if not self.enabled:
                     await self.meetings.set_capture(meeting, recording=False)
                     continue
-                self._attach(meeting, "the bridge, after a restart")
+                self._attach(meeting)
                 await self._tell(meeting, "Recording goes on after a restart of the bridge.")
         self._background.spawn(self.posting.post_unposted())
 
@@ -163,15 +157,15 @@ class Recordings:
 
     async def _meeting_changed(self, meeting: Meeting, change: Change) -> None:
         if change == Change.ENDED and meeting.id in self._running:
-            running = await self._detach(meeting)
+            running = self._detach(meeting)
             if running is not None:
                 await self._tell(meeting, "Recording stopped: the meeting ended.")
                 self._background.spawn(self._finish(meeting, running))
 
     # Inside ----------------------------------------------------------------------
 
-    def _attach(self, meeting: Meeting, by: str) -> None:
-        stamp = datetime.fromtimestamp(self.clock.now_ms() / 1000, UTC).strftime("%Y%m%d-%H%M%SZ")
+    def _attach(self, meeting: Meeting) -> None:
+        stamp = file_stamp(self.clock.now_ms())
         folder = self.path / meeting.id / stamp
         n = 1
         while folder.exists():
@@ -185,11 +179,11 @@ class Recordings:
 
         recorder = self._make_recorder(folder, name_of)
         sink = ClearMediaOnly(meeting, recorder, "Recording")
-        self._running[meeting.id] = _Running(recorder, sink, folder, self.clock.now_ms(), by)
+        self._running[meeting.id] = _Running(recorder, sink)
         self.meetings.add_sink(meeting, sink)
         log.info("Recording meeting %s into %s", meeting.id, folder)
 
-    async def _detach(self, meeting: Meeting) -> _Running | None:
+    def _detach(self, meeting: Meeting) -> _Running | None:
         running = self._running.pop(meeting.id, None)
         if running is not None:
             self.meetings.remove_sink(meeting, running.sink)
@@ -212,27 +206,19 @@ class Recordings:
         if not room_id:
             stored = await self.meetings.get(meeting_id)
             room_id = stored.room_id if stored is not None else ""
-        now = self.clock.now_ms()
         for item in recorded:
-            await self.files.insert(
-                CaptureFile(
-                    id=secrets.token_hex(8),
-                    meeting_id=meeting_id,
-                    room_id=room_id,
-                    kind="recording",
-                    name=Path(item.path).name,
-                    mime_type=item.mime_type,
-                    size=int(item.size),
-                    duration_ms=int(item.duration_ms),
-                    created_at=now,
-                    path=str(item.path),
-                )
+            await self.posting.register(
+                meeting_id,
+                room_id,
+                "recording",
+                Path(item.path),
+                item.mime_type,
+                int(item.size),
+                int(item.duration_ms),
             )
         log.info("Recording of %s finished: %d file(s)", meeting_id, len(recorded))
 
     async def _tell(self, meeting: Meeting, text: str) -> None:
-        if meeting.hosted_elsewhere and not meeting.room_id:
-            return
         try:
             await self.poster.notice(meeting.room_id, text)
         except Exception:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -22,10 +20,9 @@ from ..clock import Clock
 from ..meeting.media import MediaSink
 from ..meeting.meeting import Meeting
 from ..meeting.meetings import Change, Meetings
-from ..meeting.store import CaptureFile, CaptureFileStore
 from .background import Background
 from .clear import ClearMediaOnly
-from .posting import CapturePoster, FilePosting
+from .posting import CapturePoster, FilePosting, file_stamp
 from .recordings import CaptureError
 
 log = logging.getLogger("visio.capture.transcripts")
@@ -110,7 +107,6 @@ class Transcriptions:
     def __init__(
         self,
         meetings: Meetings,
-        files: CaptureFileStore,
         poster: CapturePoster,
         posting: FilePosting,
         clock: Clock,
@@ -120,7 +116,6 @@ class Transcriptions:
         unavailable: str = "Transcription is not set up on this bridge.",
     ) -> None:
         self.meetings = meetings
-        self.files = files
         self.poster = poster
         self.posting = posting
         self.clock = clock
@@ -151,7 +146,7 @@ class Transcriptions:
         try:
             await self.meetings.set_capture(meeting, transcribing=True)
         except BaseException:
-            await self._detach(meeting)
+            self._detach(meeting)
             raise
         where = "the thread of the meeting's notice" if meeting.notice_event else "this thread"
         await self._open_thread(
@@ -163,7 +158,7 @@ class Transcriptions:
     async def stop(self, meeting: Meeting, by: str) -> None:
         if meeting.id not in self._running:
             raise CaptureError("This meeting is not being transcribed.", "conflict")
-        running = await self._detach(meeting)
+        running = self._detach(meeting)
         if meeting.is_live:
             await self.meetings.set_capture(meeting, transcribing=False)
         await self._notice(meeting, f"Transcription stopped by {by}.", running)
@@ -204,7 +199,7 @@ class Transcriptions:
 
     async def _meeting_changed(self, meeting: Meeting, change: Change) -> None:
         if change == Change.ENDED and meeting.id in self._running:
-            running = await self._detach(meeting)
+            running = self._detach(meeting)
             if running is not None:
                 await self._notice(meeting, "Transcription stopped: the meeting ended.", running)
                 self._background.spawn(self._finish(meeting.id, meeting, running))
@@ -230,7 +225,7 @@ class Transcriptions:
         self.meetings.add_sink(meeting, sink)
         log.info("Transcribing meeting %s", meeting.id)
 
-    async def _detach(self, meeting: Meeting) -> _Running | None:
+    def _detach(self, meeting: Meeting) -> _Running | None:
         running = self._running.pop(meeting.id, None)
         if running is not None:
             self.meetings.remove_sink(meeting, running.sink)
@@ -312,33 +307,19 @@ class Transcriptions:
         stored = meeting or await self.meetings.get(meeting_id)
         title = stored.title if stored is not None else meeting_id
         room_id = stored.room_id if stored is not None else ""
-        stamp = datetime.fromtimestamp(running.wall_origin_ms / 1000, UTC).strftime(
-            "%Y%m%d-%H%M%SZ"
-        )
+        stamp = file_stamp(running.wall_origin_ms)
         folder = self.path / meeting_id
         texts = {
             f"transcript-{stamp}.txt": ("text/plain", plain_text(title, running.lines)),
             f"transcript-{stamp}.vtt": ("text/vtt", web_vtt(running.lines)),
         }
-        now = self.clock.now_ms()
         duration = max(line.end_ms for line in running.lines)
         for name, (mime_type, text) in texts.items():
             path = folder / name
             data = text.encode()
             await asyncio.to_thread(_write, path, data)
-            await self.files.insert(
-                CaptureFile(
-                    id=secrets.token_hex(8),
-                    meeting_id=meeting_id,
-                    room_id=room_id,
-                    kind="transcript",
-                    name=name,
-                    mime_type=mime_type,
-                    size=len(data),
-                    duration_ms=duration,
-                    created_at=now,
-                    path=str(path),
-                )
+            await self.posting.register(
+                meeting_id, room_id, "transcript", path, mime_type, len(data), duration
             )
         if running.thread_root is not None:
             self.posting.threads[(meeting_id, "transcript")] = running.thread_root

@@ -64,7 +64,6 @@ class Setup:
         files = self.world.storage.capture_files
         return Transcriptions(
             meetings,
-            files,
             self.room,
             FilePosting(meetings, files, self.room, self.world.clock),
             self.world.clock,

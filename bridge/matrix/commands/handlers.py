@@ -6,6 +6,7 @@ import logging
 import re
 from datetime import UTC, datetime
 from html import escape
+from typing import Protocol
 
 from ...capture.recordings import CaptureError
 from ...config import server_of
@@ -220,50 +221,62 @@ async def cmd_link(evt: CommandEvent) -> None:
         await evt.reply("I sent you a personal link in a direct message.")
 
 
-async def cmd_transcribe(evt: CommandEvent) -> None:
+class CaptureService(Protocol):
+    """Recordings or transcriptions (:mod:`bridge.capture`), as their commands use them."""
+
+    async def start(self, meeting: Meeting, by: str) -> None: ...
+
+    async def stop(self, meeting: Meeting, by: str) -> None: ...
+
+
+async def _capture_command(
+    evt: CommandEvent,
+    service: CaptureService | None,
+    words: tuple[str, str],
+    refusal: str,
+    unavailable: str,
+) -> None:
+    """``record start|stop`` and ``transcribe on|off``: for moderators of a live
+    meeting; what the service refuses is said in its words."""
     action = evt.args.strip().lower()
-    if action not in ("on", "off"):
-        raise CommandUsageError("Say on or off.")
+    if action not in words:
+        raise CommandUsageError(f"Say {words[0]} or {words[1]}.")
     meeting = await _live_meeting(evt)
     if meeting is None:
         return
     if evt.role != Role.MODERATOR:
-        await evt.reply("Only moderators can turn transcription on or off.")
+        await evt.reply(refusal)
         return
-    transcriptions = evt.ctx.transcriptions
-    if transcriptions is None:
-        await evt.reply("This bridge does not transcribe meetings.")
+    if service is None:
+        await evt.reply(unavailable)
         return
     try:
-        if action == "on":
-            await transcriptions.start(meeting, evt.sender)
+        if action == words[0]:
+            await service.start(meeting, evt.sender)
         else:
-            await transcriptions.stop(meeting, evt.sender)
+            await service.stop(meeting, evt.sender)
     except (CaptureError, MeetingError) as e:
         await evt.reply(str(e))
+
+
+async def cmd_transcribe(evt: CommandEvent) -> None:
+    await _capture_command(
+        evt,
+        evt.ctx.transcriptions,
+        ("on", "off"),
+        "Only moderators can turn transcription on or off.",
+        "This bridge does not transcribe meetings.",
+    )
 
 
 async def cmd_record(evt: CommandEvent) -> None:
-    action = evt.args.strip().lower()
-    if action not in ("start", "stop"):
-        raise CommandUsageError("Say start or stop.")
-    meeting = await _live_meeting(evt)
-    if meeting is None:
-        return
-    if evt.role != Role.MODERATOR:
-        await evt.reply("Only moderators can start or stop a recording.")
-        return
-    recordings = evt.ctx.recordings
-    if recordings is None:
-        await evt.reply("This bridge does not record meetings.")
-        return
-    try:
-        if action == "start":
-            await recordings.start(meeting, evt.sender)
-        else:
-            await recordings.stop(meeting, evt.sender)
-    except (CaptureError, MeetingError) as e:
-        await evt.reply(str(e))
+    await _capture_command(
+        evt,
+        evt.ctx.recordings,
+        ("start", "stop"),
+        "Only moderators can start or stop a recording.",
+        "This bridge does not record meetings.",
+    )
 
 
 COMMANDS: dict[str, Command] = {
