@@ -220,7 +220,13 @@ class MatrixHandler:
         target = UserID(event.state_key)
         if membership == Membership.INVITE and target == self.bot.mxid:
             await self._handle_bot_invite(event.room_id, event.sender)
-        elif membership == Membership.INVITE and self.config.is_ghost(target):
+        elif (
+            membership == Membership.INVITE
+            and self.config.is_ghost(target)
+            and event.sender != self.bot.mxid
+        ):
+            # The bot invites its ghosts where they show people to Element Call
+            # (RtcPresence); nobody else may bring them into a room.
             await self._decline_ghost_invite(event.room_id, target)
         elif membership in (Membership.LEAVE, Membership.BAN):
             if target == self.bot.mxid:
@@ -248,10 +254,7 @@ class MatrixHandler:
         via = [server] if (server := server_of(inviter)) else None
         await bot.join_room(room_id, servers=via, max_retries=2)
         await self.state_store.joined(room_id, bot.mxid)
-        members = await bot.get_joined_members(room_id)
-        await self.state_store.set_members(
-            room_id, cast(dict[UserID, Any], members), only_membership=Membership.JOIN
-        )
+        await self.rooms.joined_members(room_id)  # kept in the state store
         if self.federation is not None:
             await self.federation.catch_up(room_id)
             if self.federation.peer_bridges:

@@ -7,9 +7,11 @@ so neither needs mautrix, and tests can put a recording stand-in in its place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, cast
+import sqlite3
 
+import asyncpg
 from mautrix.appservice import AppService, IntentAPI
 from mautrix.appservice.state_store.asyncpg import PgASStateStore
 from mautrix.errors import MatrixRequestError
@@ -18,6 +20,7 @@ from mautrix.types import (
     EventType,
     Format,
     InReplyTo,
+    Member,
     Membership,
     MessageType,
     PowerLevelStateEventContent,
@@ -34,6 +37,9 @@ from ..db import DirectRoomTable
 
 log = logging.getLogger("visio.matrix.rooms")
 
+#: A row that a concurrent write stored first (PostgreSQL, SQLite).
+_DUPLICATE_ROW = (asyncpg.UniqueViolationError, sqlite3.IntegrityError)
+
 
 class MatrixActionError(Exception):
     """The homeserver refused or failed an action; the message says why."""
@@ -48,17 +54,37 @@ class MatrixRooms:
         self.az = az
         self.state_store = state_store
         self.direct_rooms = direct_rooms
+        #: One per room the bot has read the members of (rooms it is in).
+        self._member_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def bot(self) -> IntentAPI:
         """The bot's intent (it exists while the appservice runs)."""
         return self.az.intent
 
+    async def joined_members(self, room_id: str) -> dict[UserID, Member]:
+        """The room's joined members, from the homeserver; the state store keeps them.
+
+        One read per room at a time: mautrix replaces a room's member list in the state
+        store in one transaction, and on PostgreSQL two at once for the same room clash
+        (a unique violation), as when someone signs in while the bot joins; so does a
+        member event stored in the middle of a read, which is then read again."""
+        async with self._member_locks.setdefault(room_id, asyncio.Lock()):
+            for attempt in range(3):
+                try:
+                    return await self.bot.get_joined_members(RoomID(room_id))
+                except _DUPLICATE_ROW:
+                    # A member event stored between mautrix's delete and insert of the
+                    # list: its transaction rolled back; the next read sees that row.
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
     # RoomDirectory (sign-in) ------------------------------------------------------
 
     async def member_profile(self, room_id: str, user_id: str) -> MemberProfile | None:
         try:
-            members = await self.bot.get_joined_members(RoomID(room_id))
+            members = await self.joined_members(room_id)
         except MatrixRequestError as e:
             log.warning("Could not read the members of %s: %s", room_id, e.message)
             raise RoomUnavailable(e.message) from e
@@ -146,10 +172,7 @@ class MatrixRooms:
     async def is_direct(self, room_id: RoomID, sender: UserID) -> bool:
         """A room where the sender and the bot are the only members."""
         if not await self.state_store.has_full_member_list(room_id):
-            members = await self.bot.get_joined_members(room_id)
-            await self.state_store.set_members(
-                room_id, cast(dict[UserID, Any], members), only_membership=Membership.JOIN
-            )
+            await self.joined_members(room_id)
         joined = await self.state_store.get_members(room_id, memberships=(Membership.JOIN,))
         return set(joined) == {sender, self.bot.mxid}
 
