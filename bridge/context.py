@@ -45,6 +45,7 @@ from .matrix.federation import MatrixFederation
 from .matrix.handler import MatrixHandler
 from .matrix.meeting_room import MeetingRoom
 from .matrix.rooms import MatrixRooms
+from .matrix.rtc_presence import RtcPresence
 from .media import SFU, MediaSettings
 from .meeting.attendee import RESTARTING
 from .meeting.media import TrunkLimits
@@ -293,9 +294,22 @@ class Bridge:
             self.clock,
             self.delayed_leaves,
         )
+        #: This bridge's people of other doors in Element Call's roster.
+        self.rtc_presence: RtcPresence | None = None
         if config["matrix_rtc.enabled"]:
             self.token_service.routes(self.web.app)
             self.livekit.routes(self.web.app)
+            self.rtc_presence = RtcPresence(
+                self.az,
+                self.meetings,
+                self.rooms,
+                self.clock,
+                ghost_localpart=config.ghost_localpart,
+                is_ghost=config.is_ghost,
+                domain=config["homeserver.domain"],
+                service_url=f"{str(config['web.public_url']).rstrip('/')}/livekit",
+            )
+            self.meetings.rtc_identity_for = self.rtc_presence.identity_for
         self.metrics = MetricsEndpoint(
             BridgeCollector(
                 lambda: meeting_counts(self.meetings),
@@ -332,6 +346,9 @@ class Bridge:
         self.queues.resume()
         await self.recordings.resume()
         await self.transcriptions.resume()
+        if self.rtc_presence is not None:
+            # Memberships a crash left behind go now, where nobody came back.
+            self.rtc_presence.start(self.meetings.all_live())
         self._retainer = asyncio.create_task(self._retain_daily(), name="retention")
         self.az.ready = True
         log.info(
@@ -362,6 +379,10 @@ class Bridge:
         except ValueError as e:
             raise StartupError(f"transcription: {e}", EXIT_CONFIG) from None
         log.info("Transcription engine %s loaded", name)
+
+    async def _close_rtc_presence(self) -> None:
+        if self.rtc_presence is not None:
+            await self.rtc_presence.close()
 
     async def _close_engine(self) -> None:
         if self._engine is not None:
@@ -522,6 +543,7 @@ class Bridge:
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("trunks", self.trunks.close),
             ("meetings", lambda: self.meetings.close(RESTARTING)),
+            ("Element Call roster", self._close_rtc_presence),
             ("recordings", self.recordings.close),
             ("transcriptions", self.transcriptions.close),
             ("transcription engine", self._close_engine),

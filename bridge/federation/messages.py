@@ -40,6 +40,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PARTICIPANT_ID = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,64}")
 _USER_ID = re.compile(r"@[^:\s]{1,255}:[A-Za-z0-9.:\[\]-]{1,255}")
 _MAX_NAME = 256
+#: A LiveKit identity: lk-jwt-service's hash, or "<user id>:<device id>".
+_RTC_IDENTITY = re.compile(r"[\x21-\x7e]{1,600}")
 _MAX_AVATAR = 1024
 
 
@@ -120,6 +122,8 @@ class RemoteParticipant:
     video_muted: bool
     hand_raised: bool
     encrypted: bool
+    #: Their MatrixRTC (LiveKit) identity, when Element Call knows them by one.
+    rtc_identity: str | None = None
 
     @property
     def server(self) -> str:
@@ -201,12 +205,18 @@ def parse_participant(message: dict[str, Any]) -> RemoteParticipant:
         if not isinstance(data.get(key), bool):
             raise BadMessage(f"{key!r} is not true or false")
         flags[key] = data[key]
+    rtc_identity = data.get("rtc_identity")
+    if rtc_identity is not None and (
+        not isinstance(rtc_identity, str) or not _RTC_IDENTITY.fullmatch(rtc_identity)
+    ):
+        raise BadMessage("'rtc_identity' is malformed")
     return RemoteParticipant(
         id=_text(data, "participant_id", _PARTICIPANT_ID),
         user_id=_text(data, "user_id", _USER_ID),
         display_name=name,
         avatar_url=avatar,
         role=Role[role.upper()],
+        rtc_identity=rtc_identity,
         **flags,
     )
 

@@ -316,6 +316,7 @@ class TrunkLink:
             _Behind(),
             participant_id=remote.id,
             trunk=(self.trunk_id, self.media),
+            rtc_identity=remote.rtc_identity,
         )
         if remote.audio_muted or remote.video_muted or remote.hand_raised or remote.encrypted:
             await self.door.meetings.update(

@@ -140,9 +140,6 @@ class LiveKitDoor:
         self.token_refresh_s = tokens.lifetime_s / 2
         self.sessions: set[LiveKitSession] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        #: The LiveKit identity of each participant who came through this door; others
-        #: are known by their Matrix user id.
-        self.identities: dict[str, str] = {}
         self._version = 0
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -156,12 +153,11 @@ class LiveKitDoor:
         self._version += 1
         return self._version
 
-    def forget(self, participant_id: str) -> None:
-        """What the door kept about a participant who left."""
-        self.identities.pop(participant_id, None)
-
-    def identity_of(self, participant: Participant) -> str:
-        return self.identities.get(participant.id, participant.user_id)
+    @staticmethod
+    def identity_of(participant: Participant) -> str:
+        """Their LiveKit identity: that of their MatrixRTC membership, so that Element
+        Call lists them; their user id when nobody publishes one."""
+        return participant.rtc_identity or participant.user_id
 
     def routes(self, app: web.Application, prefix: str = "/livekit") -> None:
         app.router.add_get(f"{prefix}/rtc", self.handle)
@@ -414,7 +410,6 @@ class LiveKitSession:
             if joined and delayed is not None:
                 delayed.disconnected(*key)
             if self.participant is not None:
-                self.door.forget(self.participant.id)
                 await self.participant.leave()
             await self.outbox.close()
 
@@ -438,7 +433,6 @@ class LiveKitSession:
         admission = self.admission
         identity = admission.user
         participant_id = "PA_" + secrets.token_hex(6)
-        self.door.identities[participant_id] = admission.identity
         try:
             self.participant = await self.door.meetings.join(
                 admission.meeting,
@@ -446,9 +440,9 @@ class LiveKitSession:
                 identity.fallback_name,
                 self,
                 participant_id=participant_id,
+                rtc_identity=admission.identity,
             )
         except Refusal as e:
-            self.door.forget(participant_id)
             self.log.info("LiveKit join refused (%s): %s", e.code, e)
             self.send(
                 rtc.SignalResponse(

@@ -37,6 +37,7 @@ class Participant:
         joined_at: int,
         attendee: Attendee,
         via: str | None = None,
+        rtc_identity: str | None = None,
     ) -> None:
         self.id = participant_id
         #: The trunk they are behind when another agency's bridge serves them (their
@@ -54,6 +55,10 @@ class Participant:
         #: Whether their media is end-to-end encrypted with keys only their call's
         #: clients hold (Element Call): other doors cannot play it.
         self.encrypted = False
+        #: The identity MatrixRTC clients (Element Call) know them by: the LiveKit
+        #: identity of their call membership, theirs or the one the bridge publishes for
+        #: them. None when nobody publishes one (Element Call does not list them).
+        self.rtc_identity = rtc_identity
         self.meeting = meeting
         self.attendee = attendee
         self.media: ParticipantMedia | None = None
@@ -74,6 +79,7 @@ class Participant:
             "video_muted": self.video_muted,
             "hand_raised": self.hand_raised,
             "encrypted": self.encrypted,
+            "rtc_identity": self.rtc_identity,
         }
 
     @property

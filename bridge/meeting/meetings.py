@@ -119,6 +119,10 @@ class Meetings:
         #: bridge stores its own people's attendance), for the end summary.
         self._remote_time: dict[str, dict[str, AttendeeSummary]] = {}
         self.listeners: list[MeetingListener] = []
+        #: The MatrixRTC identity of this bridge's own people who come through a door
+        #: without a call membership of their own (the bridge publishes one for them),
+        #: from their user id; None: nobody publishes memberships for them.
+        self.rtc_identity_for: Callable[[str], str] | None = None
         #: In-process listeners (recorder, transcriber) by meeting: attached to the
         #: meeting's router whenever it is open.
         self._sinks: dict[str, list[MediaSink]] = {}
@@ -404,11 +408,15 @@ class Meetings:
         *,
         participant_id: str | None = None,
         trunk: tuple[str, TrunkMedia] | None = None,
+        rtc_identity: str | None = None,
     ) -> Participant:
         """Admit a verified person through a door.
 
         ``trunk`` (its id and media) admits someone another agency's bridge serves: their
         media comes over that trunk, and their attendance is that bridge's to store.
+        ``rtc_identity``: the LiveKit identity of their own MatrixRTC call membership
+        (Element Call), or the one the other bridge gave them; this bridge's own people
+        without one get :attr:`rtc_identity_for` theirs.
 
         The attendee first gets :class:`~bridge.meeting.events.Welcome`, then the
         server's offers for what they receive; the others hear they joined. A second
@@ -422,8 +430,10 @@ class Meetings:
         live.admitting += 1
         try:
             async with self._lock(meeting.room_id):
+                if rtc_identity is None and trunk is None and self.rtc_identity_for:
+                    rtc_identity = self.rtc_identity_for(identity.user_id)
                 participant = await self._admit(
-                    live, identity, display_name, attendee, participant_id, trunk
+                    live, identity, display_name, attendee, participant_id, trunk, rtc_identity
                 )
         finally:
             live.admitting -= 1
@@ -440,6 +450,7 @@ class Meetings:
         attendee: Attendee,
         participant_id: str | None,
         trunk: tuple[str, TrunkMedia] | None = None,
+        rtc_identity: str | None = None,
     ) -> Participant:
         meeting = live.meeting
         if not meeting.is_live:
@@ -458,6 +469,7 @@ class Meetings:
             now,
             attendee,
             via=trunk[0] if trunk is not None else None,
+            rtc_identity=rtc_identity,
         )
         router = self._router(live)
         if trunk is not None:

@@ -170,7 +170,10 @@ async def test_two_sides_one_meeting_both_ways(sides: dict[str, Side]) -> None:
     alice = await a.meetings.join(meeting_a, a.person("alice"), "Alice", alice_door)
     assert a.sent == []  # the host never offers
     bob_door = RecordingAttendee()
-    bob = await b.meetings.join(meeting_b, b.person("bob"), "Bob", bob_door)
+    # Bob came through B's LiveKit door (Element Call): his call membership's identity.
+    bob = await b.meetings.join(
+        meeting_b, b.person("bob"), "Bob", bob_door, rtc_identity="@bob:b.test:BDEVICE"
+    )
 
     # B offers once, A answers, and each side admits the other's people behind the trunk.
     await until(lambda: names(meeting_a) == names(meeting_b) == {alice.user_id, bob.user_id})
@@ -180,6 +183,9 @@ async def test_two_sides_one_meeting_both_ways(sides: dict[str, Side]) -> None:
     alice_at_b = meeting_b.participants[alice.id]
     assert bob_at_a.via is not None and alice_at_b.via is not None
     assert bob_at_a.display_name == "Bob" and bob_at_a.server == "b.test"
+    # Element Call clients on A's side know him by the identity B gave him.
+    assert bob_at_a.rtc_identity == "@bob:b.test:BDEVICE"
+    assert alice_at_b.rtc_identity is None
     assert any(
         isinstance(e, ParticipantJoined) and e.participant.id == bob.id for e in alice_door.events
     )
@@ -396,6 +402,9 @@ async def test_bad_state_messages_are_ignored_and_disturb_nothing(
         joined(participant_id=alice.id),  # a taken participant id
         joined(role="admin"),
         joined(display_name="x" * 10_000),
+        joined(rtc_identity="x" * 1000),
+        joined(rtc_identity=["@mallory:b.test:D"]),
+        joined(rtc_identity="two words"),
         json.dumps({"type": "speaker", "participant_id": bob.id}),  # the host decides
         json.dumps({"type": "left", "participant_id": alice.id}),  # not behind the trunk
         json.dumps({"type": "end", "ended_by": "@alice:a.test"}),  # not a user of B

@@ -52,28 +52,38 @@ pytestmark = [
 ]
 
 
-def _receives_media(inbound: list[dict[str, Any]], pictures: list[dict[str, float]]) -> bool:
-    """Video frames decoded and audio samples played from a remote participant, and the
-    picture shown is the sender's camera: decrypted, not ciphertext run through the
-    decoder (which also "decodes", a few frames and noise, when nobody decrypts)."""
-    video = any(r["kind"] == "video" and r["framesDecoded"] > 30 for r in inbound)
-    audio = any(r["kind"] == "audio" and r["totalSamplesReceived"] > 0 for r in inbound)
-    picture = any(p["width"] > 0 and p["green"] > 0.9 for p in pictures)
-    return video and audio and picture
+def _receives_media(
+    inbound: list[dict[str, Any]], pictures: list[dict[str, float]], senders: int
+) -> bool:
+    """Video frames decoded and audio samples played from ``senders`` remote
+    participants, and the pictures shown are the senders' cameras: decrypted, not
+    ciphertext run through the decoder (which also "decodes", a few frames and noise,
+    when nobody decrypts)."""
+    video = sum(r["kind"] == "video" and r["framesDecoded"] > 30 for r in inbound)
+    audio = sum(r["kind"] == "audio" and r["totalSamplesReceived"] > 0 for r in inbound)
+    seen = sum(p["width"] > 0 and p["green"] > 0.9 for p in pictures)
+    return min(video, audio, seen) >= senders
 
 
-async def wait_for_media(page: CallPage, within: float = 45) -> None:
+async def wait_for_media(page: CallPage, within: float = 45, pictures: int = 1) -> None:
     async def read() -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
         return await page.inbound(), await page.remote_pictures()
 
-    came, (inbound, pictures) = await poll_stats(
-        read, lambda last: _receives_media(*last), within, every=0.5
+    came, (inbound, shown) = await poll_stats(
+        read, lambda last: _receives_media(*last, pictures), within, every=0.5
     )
     if not came:
         raise AssertionError(
-            f"no media within {within} s: {inbound}\npictures: {pictures}\n"
+            f"no media within {within} s: {inbound}\npictures: {shown}\n"
             f"host: {await page.host_state()}"
         )
+
+
+async def wait_for_tile(page: CallPage, name: str, shown: bool = True) -> None:
+    async def there() -> bool:
+        return any(name in tile for tile in await page.tiles()) == shown
+
+    await eventually(there, within=30)
 
 
 async def test_element_call_through_the_bridge(
@@ -137,18 +147,47 @@ async def test_element_call_through_the_bridge(
         await alice.invite(room_id, carol.user_id)
         await carol.join(room_id)
         link = bridge.links.make(meeting.id, carol.user_id, bridge.clock.now_ms() // 1000)
-        web = await new_participant(browser, deny_media=True)
+        web = await new_participant(browser)
         pages_web.append(web)
         await open_meeting(
-            web.page, f"{bridge.meeting_room.join_url(meeting)}#token={link}", without_media=True
+            web.page,
+            f"{bridge.meeting_room.join_url(meeting)}#token={link}",
+            display_name="Carol Web",
         )
         notes = web.page.locator(".tile.encrypted .encrypted-note:visible")
         await expect(notes).to_have_count(2, timeout=20_000)
         assert await web.page.locator(".tile.encrypted audio").evaluate_all(
             "(audios) => audios.every((audio) => audio.muted)"
         )
+
+        # Both callers list her (the bridge's ghost holds a call membership for her,
+        # with the LiveKit identity the door gave her) and play her camera and sound.
+        assert bridge.rtc_presence is not None
+        ghost = bridge.rtc_presence.ghost_of(carol.user_id)
+        c_key = bridge.rtc_presence.state_key(ghost)
+
+        async def carol_published() -> bool:
+            return bool(await bob.get_state(room_id, CALL_MEMBER, c_key))
+
+        await eventually(carol_published, within=20)
+        membership = await bob.get_state(room_id, CALL_MEMBER, c_key)
+        assert membership is not None
+        assert membership["membershipID"] == bridge.rtc_presence.identity_for(carol.user_id)
+        assert membership["foci_preferred"][0]["livekit_alias"] == room_id
+        for page in (a, b):
+            await wait_for_tile(page, "Carol Web")
+            await wait_for_media(page, pictures=2)
+
+        # She leaves: her membership goes, and so does her tile.
         await web.close()
         pages_web.clear()
+
+        async def carol_withdrawn() -> bool:
+            return await bob.get_state(room_id, CALL_MEMBER, c_key) == {}
+
+        await eventually(carol_withdrawn, within=20)
+        for page in (a, b):
+            await wait_for_tile(page, "Carol Web", shown=False)
 
         # Element Call handed both delayed leave events to the bridge (delegation).
         assert len(bridge.delayed_leaves) == 2

@@ -116,8 +116,12 @@ async def test_livekit_client_pages_and_the_web_client_meet(
         a_id = next(p.id for p in meeting.participants.values() if p.user_id == alice.user_id)
         b_id = next(p.id for p in meeting.participants.values() if p.user_id == bob.user_id)
         await wait_for_remote_media(c.page, [a_id, b_id], within=30)
-        await wait_for_livekit_media(a, [b_identity, carol.user_id])
-        await wait_for_livekit_media(b, [a_identity, carol.user_id])
+        # LiveKit clients know her by the identity of the call membership the bridge
+        # publishes for her.
+        assert bridge.rtc_presence is not None
+        carol_identity = bridge.rtc_presence.identity_for(carol.user_id)
+        await wait_for_livekit_media(a, [b_identity, carol_identity])
+        await wait_for_livekit_media(b, [a_identity, carol_identity])
         assert len(meeting.participants) == 3
 
         # Alice hangs up: everyone else sees her go, and what she held is released.
