@@ -17,6 +17,7 @@ from mautrix.types import EventType, RoomID
 from yarl import URL
 
 from ..db import PeerDoorTable
+from ..meeting.attendee import Dismissal
 from ..meeting.meeting import Meeting, MeetingSummary
 from ..meeting.meetings import Meetings
 from .commands.handlers import summary_text
@@ -29,6 +30,20 @@ _MAX_TITLE = 512
 _MAX_URL = 512
 #: A bridge's bot says, in each room it serves, where its people join.
 BRIDGE_ANNOUNCE = "io.visiobridge.bridge"
+
+
+#: Told to the people of a meeting that gave way to one started first elsewhere.
+MOVED_TO_PEER = Dismissal(
+    "meeting_ended",
+    "Another agency started this room's meeting at the same moment; join it again from the room.",
+)
+
+
+def _first(a: tuple[int, str], b: tuple[int, str]) -> bool:
+    """Whether the meeting started at ``a`` (time, host bot) comes before ``b``: the
+    earlier start, and between equal times the host that sorts first. Every bridge in
+    the room decides the same."""
+    return a < b
 
 
 class MatrixFederation:
@@ -149,6 +164,27 @@ class MatrixFederation:
             ):
                 log.warning("Ignoring %s's meeting state in %s: malformed", sender, room_id)
                 return
+            if local is not None and local.id != meeting_id and local.host != sender:
+                if _first(
+                    (local.started_at, local.host or self.az.intent.mxid), (started_at, sender)
+                ) and (local.hosted_elsewhere or await self._can_show(room_id)):
+                    await self._keep(local, sender, meeting_id)
+                    return
+                if not await self._room_shows(room_id, meeting_id):
+                    # A late or replayed event: the room's meeting is not that one (now).
+                    log.warning(
+                        "Ignoring %s's meeting %s in %s: the room does not show it",
+                        sender,
+                        meeting_id,
+                        room_id,
+                    )
+                    return
+                await self._give_way(local, sender, meeting_id)
+                local = None
+            elif local is not None and local.id != meeting_id and started_at >= local.started_at:
+                # Its host moved on to a new meeting: our side of the old one goes.
+                await self.meetings.end(local, sender)
+                local = None
             known = local is not None and local.id == meeting_id
             kept = await self.meetings.start_hosted_elsewhere(
                 room_id, meeting_id, title[:_MAX_TITLE], started_by, started_at, sender
@@ -165,6 +201,73 @@ class MatrixFederation:
         elif local is not None and local.id == meeting_id and local.host == sender:
             log.info("%s ended meeting %s in %s", sender, meeting_id, room_id)
             await self.meetings.end(local, sender)
+
+    # Two meetings started in the same instant --------------------------------------
+
+    async def _keep(self, local: Meeting, sender: str, other_id: str) -> None:
+        """Another bridge hosts meeting ``other_id`` in the room where ``local`` (ours,
+        or our side of a third bridge's) started first: ``local`` stays the room's
+        meeting. Every bridge there decides the same from the same two starts; the one
+        that hosts it says so in the room again, in case the other's event came last."""
+        log.info(
+            "%s started meeting %s in %s after meeting %s: %s stays the room's",
+            sender,
+            other_id,
+            local.room_id,
+            local.id,
+            local.id,
+        )
+        if not local.hosted_elsewhere:
+            try:
+                await self.meeting_room.publish(local)
+            except MatrixRequestError as e:
+                log.warning("Could not show meeting %s again: %s", local.id, e.message)
+
+    async def _can_show(self, room_id: str) -> bool:
+        """Whether this bridge may write the room's meeting state event: a meeting the
+        room cannot show, nobody else knows of, so it gives way even when first."""
+        return MEETING_STATE not in await self.meeting_room.missing_power(RoomID(room_id))
+
+    async def _room_shows(self, room_id: str, meeting_id: str) -> bool:
+        """Whether the room's state event now shows ``meeting_id`` live. In a race, the
+        bridge that started first writes it again once it sees the other's, so the
+        one that gives way sees it then."""
+        try:
+            content = await self.az.intent.get_state_event(RoomID(room_id), MEETING_STATE)
+        except MatrixRequestError:
+            return False
+        data = content.serialize() if hasattr(content, "serialize") else content
+        return (
+            isinstance(data, dict)
+            and data.get("meeting_id") == meeting_id
+            and data.get("state") == "live"
+        )
+
+    async def _give_way(self, local: Meeting, sender: str, other_id: str) -> None:
+        """``sender``'s meeting ``other_id`` started first (two people started one in
+        the same instant, on two bridges): ``local`` ends, its people are told to join
+        again from the room, and this bridge keeps its side of the other meeting."""
+        log.warning(
+            "Meetings %s and %s started in %s at the same time; %s hosts the room's: ending %s",
+            local.id,
+            other_id,
+            local.room_id,
+            sender,
+            local.id,
+        )
+        await self.meetings.end(local, sender, MOVED_TO_PEER)
+        if local.hosted_elsewhere:
+            return  # the bridge that hosted it gives way too, and says so
+        try:
+            # Only the widget: the room's state event is the other bridge's now.
+            await self.meeting_room.retract(local, state=False)
+        except MatrixRequestError as e:
+            log.warning("Could not take meeting %s out of its room: %s", local.id, e.message)
+        await self.rooms.send_notice(
+            local.room_id,
+            f'Another agency started a meeting here at the same moment as "{local.title}". '
+            "They are one meeting now, the one that started first: join it from the room.",
+        )
 
     async def catch_up(self, room_id: str) -> None:
         """After the bot joins a room: a meeting a peer hosts there may already be live."""

@@ -118,14 +118,19 @@ class MeetingRoom:
         await self._send(room_id, MEETING_STATE, "", content)
 
     async def retract(
-        self, meeting: Meeting, room_id: RoomID | None = None, ended: bool = True
+        self,
+        meeting: Meeting,
+        room_id: RoomID | None = None,
+        ended: bool = True,
+        state: bool = True,
     ) -> None:
         """Take the meeting out of a room (its own by default): the widget goes, and the
         state event says it ended there, or, when it moved on (``ended=False``), that
-        it moved."""
+        it moved. ``state=False`` leaves the state event alone (another bridge's meeting
+        is the room's now)."""
         room_id = room_id or RoomID(meeting.room_id)
         missing = await self.missing_power(room_id)
-        if MEETING_STATE not in missing:
+        if state and MEETING_STATE not in missing:
             content = self.state_content(meeting)
             if not ended:
                 content = {**content, "state": "moved", "room_id": meeting.room_id}

@@ -220,9 +220,11 @@ class Meetings:
         await self._notify(meeting, Change.STARTED)
         return meeting
 
-    async def end(self, meeting: Meeting, ended_by: str) -> MeetingSummary:
-        """End a live meeting: everyone is dismissed, media is released, the row is
-        closed, and a summary is made."""
+    async def end(
+        self, meeting: Meeting, ended_by: str, dismissal: Dismissal = MEETING_ENDED
+    ) -> MeetingSummary:
+        """End a live meeting: everyone is dismissed (told ``dismissal``), media is
+        released, the row is closed, and a summary is made."""
         async with self._lock(meeting.room_id):
             if not meeting.is_live:
                 raise MeetingError("This meeting has already ended.")
@@ -247,7 +249,7 @@ class Meetings:
                 except Exception:
                     log.exception("Telling %s that %s ended failed", watcher, meeting.id)
             live.trunks.clear()
-        await self._release(live, present, MEETING_ENDED)
+        await self._release(live, present, dismissal)
         self._sinks.pop(meeting.id, None)
         await self._notify(meeting, Change.ENDED)
         summary = await self.summary(meeting)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mautrix.types import RoomID
 from playwright.async_api import Browser, Frame, Page
 
 from bridge.config import load_config
@@ -598,6 +599,80 @@ async def meeting_frame(
     inner = next(f for f in frame.child_frames if f.url.startswith(own_url))
     await inner.wait_for_function("() => window.visio !== undefined")
     return inner
+
+
+async def test_two_meetings_started_at_once_on_two_bridges_become_one(
+    agencies: Agencies,
+) -> None:
+    """Alice of A and Bob of B start the room's meeting in the same instant, each on
+    their own bridge: the one that started first stays, the other gives way, and the
+    two agencies' people meet in it, each on their own bridge."""
+    a, b = agencies.a, agencies.b
+    assert a.bridge is not None and b.bridge is not None
+    alice, bob = await a.user("alice"), await b.user("bob")
+    room_id = await shared_room(a, alice, [(bob, b.bot)])
+    # Either bridge may show a meeting in the room, so either may be first.
+    await alice.set_power_levels(room_id, {b.bot: 100})
+    await bob.wait_for_state(
+        room_id,
+        "m.room.power_levels",
+        predicate=lambda c: bool(c) and c.get("users", {}).get(b.bot) == 100,
+    )
+    await b.bridge.az.intent.get_power_levels(RoomID(room_id), ignore_cache=True)
+
+    async def start(stack: Stack, user: MatrixUser, title: str) -> Meeting:
+        assert stack.bridge is not None
+        meeting, created = await stack.bridge.meetings.start(room_id, title, user.user_id)
+        assert created
+        await stack.bridge.meeting_room.publish(meeting)
+        return meeting
+
+    # Both started before either bridge heard of the other's.
+    ours_a, ours_b = await asyncio.gather(start(a, alice, "A's"), start(b, bob, "B's"))
+    assert ours_a.id != ours_b.id
+    first, second = sorted([(ours_a, a), (ours_b, b)], key=lambda m: (m[0].started_at, m[1].bot))
+    kept, gave_way = first[0], second[0]
+
+    async def one_meeting() -> bool:
+        assert a.bridge is not None and b.bridge is not None
+        live = [s.bridge.meetings.live_in_room(room_id) for s in (a, b) if s.bridge]
+        return all(m is not None and m.id == kept.id for m in live)
+
+    await eventually(one_meeting, within=30)
+    assert not gave_way.is_live
+    # The room shows the one that stayed; the other's widget is gone, and its bridge
+    # says what happened.
+    state = await alice.wait_for_state(
+        room_id,
+        "io.visiobridge.meeting",
+        predicate=lambda c: bool(c) and c.get("meeting_id") == kept.id and c["state"] == "live",
+    )
+    assert state is not None and state["host"] == first[1].bot
+    widget = await alice.wait_for_state(
+        room_id,
+        "im.vector.modular.widgets",
+        state_key=f"visio_{gave_way.id}",
+        predicate=lambda c: c == {},
+    )
+    assert widget == {}
+    await alice.wait_for_message(
+        room_id, lambda e: "at the same moment" in e["content"].get("body", "")
+    )
+
+    # And it works as one meeting: each on their own agency's bridge, media both ways.
+    clients = []
+    try:
+        for user, stack in ((alice, a), (bob, b)):
+            client = SignalingClient(str(stack.config["web.public_url"]), kept.id)
+            clients.append(client)
+            joined = await client.join(await openid_credential(user))
+            assert joined["type"] == "joined", joined
+            await client.publish()
+        await receives(clients[0], clients[1])
+        await receives(clients[1], clients[0])
+    finally:
+        for client in clients:
+            await client.close()
 
 
 async def test_three_agencies_meet_in_a_star_around_the_host(
