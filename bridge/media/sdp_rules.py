@@ -180,7 +180,8 @@ def check_trunk_offer(
             _check_data_channels(media, settings)
             continue
         _check_trunk_section(media, settings, "offer")
-        sections.append(_section(media, _narrow_codecs(media, settings)))
+        # The offer's order: each section says which codec its slot is for.
+        sections.append(_section(media, _narrow_codecs(media, settings, offer_order=True)))
     return CheckedSdp(_serialize(description), tuple(sections))
 
 
@@ -212,14 +213,23 @@ def check_trunk_answer(
     return CheckedSdp(_serialize(description), tuple(sections))
 
 
-def trunk_codec_preferences(kind: str, settings: MediaSettings) -> list[RTCRtpCodecCapability]:
-    """What a trunk offer's section offers: Opus for audio, the first of
-    :attr:`MediaSettings.video_codecs` (with RTX) for video."""
-    name = f"{kind}/{'opus' if kind == 'audio' else settings.video_codecs[0]}".lower()
+def trunk_codec_preferences(
+    kind: str, settings: MediaSettings, first: str | None = None
+) -> list[RTCRtpCodecCapability]:
+    """What a trunk offer's section offers: Opus for audio; for video ``first`` (by
+    default the first of :attr:`MediaSettings.video_codecs`), then the others, with RTX.
+    The host keeps the first it supports (:func:`check_trunk_offer`)."""
+    if kind == "audio":
+        names = ["opus"]
+    else:
+        first = first or settings.video_codecs[0]
+        names = [first, *(c for c in settings.video_codecs if c != first)]
     capabilities = RTCRtpSender.getCapabilities(kind).codecs
     # H.264 in aiortc's order (baseline first, as Chromium offers it and publishers thus
     # send it); the answer keeps one.
-    chosen = [c for c in capabilities if c.mimeType.lower() == name]
+    chosen = [
+        c for name in names for c in capabilities if c.mimeType.lower() == f"{kind}/{name}".lower()
+    ]
     return chosen + [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
 
 
@@ -283,9 +293,12 @@ def _check_trunk_section(media: sdp.MediaDescription, settings: MediaSettings, w
         raise MediaError(f"Every section of a trunk {what} must be sendrecv.")
 
 
-def _narrow_codecs(media: sdp.MediaDescription, settings: MediaSettings) -> RTCRtpCodecParameters:
-    """Keep only the section's first supported codec (and its RTX); returns that codec."""
-    codecs = _choose_codecs(media, settings)
+def _narrow_codecs(
+    media: sdp.MediaDescription, settings: MediaSettings, offer_order: bool = False
+) -> RTCRtpCodecParameters:
+    """Keep only the section's first supported codec (and its RTX), first in our order
+    of preference or, with ``offer_order``, in the offer's; returns that codec."""
+    codecs = _choose_codecs(media, settings, offer_order)
     if not codecs:
         offered = ", ".join(sorted({c.name for c in media.rtp.codecs})) or "none"
         raise MediaError(
@@ -393,11 +406,13 @@ def may_send_checks_to(address: str, allow_private: bool) -> bool:
 
 
 def _choose_codecs(
-    media: sdp.MediaDescription, settings: MediaSettings
+    media: sdp.MediaDescription, settings: MediaSettings, offer_order: bool = False
 ) -> list[RTCRtpCodecParameters]:
     names = ("opus",) if media.kind == "audio" else settings.video_codecs
-    for name in names:
-        locals_ = [c for c in CODECS[media.kind] if c.name.lower() == name.lower()]
+    allowed = [[c for c in CODECS[media.kind] if c.name.lower() == n.lower()] for n in names]
+    if offer_order:
+        allowed = [[c for group in allowed for c in group]]
+    for locals_ in allowed:
         for codec in media.rtp.codecs:
             if any(is_codec_compatible(local, codec) for local in locals_):
                 rtx = [

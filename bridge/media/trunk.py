@@ -2,17 +2,18 @@
 
 The satellite bridge offers and the host answers, once: a trunk is never renegotiated.
 Its offer holds fixed *slots* (:class:`~bridge.meeting.media.TrunkLimits`), ``sendrecv``
-audio sections (Opus) and video sections (the first of
-:attr:`MediaSettings.video_codecs`), each one *out* slot (our sender) and one *in* slot
-(our receiver) under one mid, and two data channels: ``state``, which carries the door's
-messages, and ``media``, which this module keeps to itself.
+audio sections (Opus) and, for each of :attr:`MediaSettings.video_codecs`, as many video
+sections asking for that codec (the host keeps it when it has it, else the next one the
+section offers), each one *out* slot (our sender) and one *in* slot (our receiver) under
+one mid, and two data channels: ``state``, which carries the door's messages, and
+``media``, which this module keeps to itself.
 
 Out: the router hands the trunk every track published on this side that did not come
 over this trunk. Each takes a free out slot of its kind and codec at once, as a
 :class:`~bridge.media.subscription.Subscription` that the slot's
 :class:`~bridge.media.passthrough.ForwardedTrack` plays, so a track crosses once however
 many receive it on the other side. A track that finds no free slot waits for one; a video
-track in another codec than the trunk's is not carried. A PLI or FIR on an out slot
+track in a codec no slot has (the host has not got it) is not carried. A PLI or FIR on an out slot
 becomes a keyframe request to the track's publisher.
 
 In: the ``media`` channel says what each slot carries, in JSON:
@@ -77,7 +78,7 @@ from .sdp_rules import (
     same_codec,
     trunk_codec_preferences,
 )
-from .settings import MediaSettings
+from .settings import SUPPORTED_VIDEO_CODECS, MediaSettings
 from .subscription import Subscription
 
 #: The most sections of one kind a trunk may have.
@@ -264,12 +265,18 @@ class Trunk:
         self._begin("new", "offering")
         pc = self._connection()
         try:
-            for kind, count in (("audio", self._limits.audio), ("video", self._limits.video)):
-                for _ in range(count):
-                    slot = self._add_slot(pc, cast(Kind, kind))
-                    slot.transceiver.setCodecPreferences(
-                        trunk_codec_preferences(kind, self._settings)
-                    )
+            # Audio slots, then video slots for each video codec a publisher may use
+            # here: the host keeps the codec each asks for when it has it.
+            wanted = [("audio", None)] * self._limits.audio + [
+                ("video", codec)
+                for codec in self._settings.video_codecs
+                for _ in range(self._limits.video)
+            ]
+            for kind, codec in wanted:
+                slot = self._add_slot(pc, cast(Kind, kind))
+                slot.transceiver.setCodecPreferences(
+                    trunk_codec_preferences(kind, self._settings, codec)
+                )
             # aiortc puts the SCTP section in an offer only when a channel exists.
             self._take_channel(pc.createDataChannel(STATE_CHANNEL))
             self._take_channel(pc.createDataChannel(MEDIA_CHANNEL))
@@ -287,7 +294,10 @@ class Trunk:
         self._begin("new", "answering")
         try:
             checked = check_trunk_offer(
-                offer_sdp, self._settings, self._limits.audio, self._limits.video
+                offer_sdp,
+                self._settings,
+                self._limits.audio,
+                self._limits.video * len(SUPPORTED_VIDEO_CODECS),
             )
         except MediaError:
             self._phase = "new"

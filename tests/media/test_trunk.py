@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import pytest
-from aiortc import sdp
+from aiortc import RTCRtpSender, sdp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -281,7 +281,7 @@ async def test_a_trunk_offer_is_checked(meetings: Meetings) -> None:
     for bad, error in [
         ("\x00garbage", "not SDP"),
         ("v=0\r\n" + "x" * 100_000, "larger"),
-        (big_offer, "3 audio and 2 video sections; at most 2 and 2"),
+        (big_offer, "3 audio and 4 video sections; at most 2 and 4"),
         (without_data_channels(offer), "data channels"),
         (without_bundle(offer), "bundle"),
         (offer.replace("a=sendrecv", "a=sendonly"), "sendrecv"),
@@ -421,6 +421,61 @@ async def test_h264_crosses_a_trunk_of_h264(meetings: Meetings) -> None:
     assert a.router.stats().untrunked_tracks == 0
     published = b.events_of(TrackPublished)
     assert [e.mime_type for e in published] == ["video/H264"]
+
+
+def publish_h264_only(client: Client) -> None:
+    """A camera whose publisher offers H.264 alone (a device without VP8)."""
+    client.publish_pc = new_peer_connection([])
+    client._add(RawVideoTrack(), "camera")
+    h264 = [
+        c
+        for c in RTCRtpSender.getCapabilities("video").codecs
+        if c.mimeType in ("video/H264", "video/rtx")
+    ]
+    client._transceiver_of("camera").setCodecPreferences(h264)
+
+
+async def test_each_video_codec_has_its_slots(meetings: Meetings) -> None:
+    # Both bridges take VP8 and H.264 from publishers (the default): the trunk has slots
+    # for each, and an H.264-only camera crosses beside a VP8 one.
+    a, b = meetings(), meetings()
+    trunk = await link(a, b)
+    codecs = [slot.codec.mimeType for slot in trunk.host._slots if slot.kind == "video"]
+    assert codecs == ["video/VP8"] * 2 + ["video/H264"] * 2
+    alice = a.join("alice")
+    publish_h264_only(alice)
+    await alice.renegotiate_publish()
+    bob = a.join("bob")
+    await bob.publish(microphone=False)
+    for name in ("alice", "bob"):
+        trunk.satellite.add_remote(name)
+    carol = b.join("carol")
+    await wait_for(lambda: len(carol.frames_from("alice", "camera")) >= 5)
+    await wait_for(lambda: len(carol.frames_from("bob", "camera")) >= 5)
+    assert carol.frames_from("alice", "camera")[0].data.startswith(b"\x00\x00\x00\x01")
+    assert a.router.stats().untrunked_tracks == 0
+    mime_types = sorted(e.mime_type for e in b.events_of(TrackPublished) if e.kind == "video")
+    assert mime_types == ["video/H264", "video/VP8"]
+
+
+async def test_a_host_without_a_codec_answers_its_slots_with_another(meetings: Meetings) -> None:
+    # The host takes VP8 only: the satellite's H.264 slots become VP8 slots, the trunk
+    # opens, and only an H.264-only camera stays on its side (logged, counted).
+    a, b = meetings(settings=loopback_settings(video_codecs=["VP8"])), meetings()
+    trunk = await link(a, b)
+    codecs = [slot.codec.mimeType for slot in trunk.satellite._slots if slot.kind == "video"]
+    assert codecs == ["video/VP8"] * 4
+    dave = b.join("dave")
+    publish_h264_only(dave)
+    await dave.renegotiate_publish()
+    erin = b.join("erin")
+    await erin.publish(microphone=False)
+    for name in ("dave", "erin"):
+        trunk.host.add_remote(name)
+    frank = a.join("frank")
+    await wait_for(lambda: len(frank.frames_from("erin", "camera")) >= 5)
+    await wait_for(lambda: b.router.stats().untrunked_tracks == 1)
+    assert frank.frames_from("dave", "camera") == []
 
 
 @functools.cache
