@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Database
 
-from ..meeting.meeting import Stay
+from ..meeting.meeting import AttendeeSummary, Stay
 
 
 class AttendanceTable:
@@ -58,3 +58,30 @@ class AttendanceTable:
             )
             for row in rows
         ]
+
+    # People behind trunks: their time only, until the meeting ends.
+
+    async def add_remote_time(
+        self, meeting_id: str, user_id: str, display_name: str, ms: int
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO remote_time (meeting_id, user_id, display_name, total_ms)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (meeting_id, user_id) DO UPDATE"
+            " SET total_ms=remote_time.total_ms + excluded.total_ms,"
+            " display_name=excluded.display_name",
+            meeting_id,
+            user_id,
+            display_name,
+            ms,
+        )
+
+    async def remote_times(self, meeting_id: str) -> list[AttendeeSummary]:
+        rows = await self.db.fetch(
+            "SELECT user_id, display_name, total_ms FROM remote_time WHERE meeting_id=$1"
+            " ORDER BY user_id",
+            meeting_id,
+        )
+        return [AttendeeSummary(r["user_id"], r["display_name"], r["total_ms"]) for r in rows]
+
+    async def forget_remote_times(self, meeting_id: str) -> None:
+        await self.db.execute("DELETE FROM remote_time WHERE meeting_id=$1", meeting_id)

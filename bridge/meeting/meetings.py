@@ -115,9 +115,6 @@ class Meetings:
         self._media_of: dict[str, LiveMeeting] = {}
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Time spent by people behind trunks, by meeting and user (not stored: each
-        #: bridge stores its own people's attendance), for the end summary.
-        self._remote_time: dict[str, dict[str, AttendeeSummary]] = {}
         self.listeners: list[MeetingListener] = []
         #: The MatrixRTC identity of this bridge's own people who come through a door
         #: without a call membership of their own (the bridge publishes one for them),
@@ -236,7 +233,7 @@ class Meetings:
             meeting.participants.clear()
             for participant in present:
                 if participant.via is not None:
-                    self._count_remote_time(participant, now)
+                    await self._count_remote_time(participant, now)
             await self.attendance.close_all(meeting.id, now)
             await self.store.save(meeting)
             self._forget(meeting)
@@ -253,7 +250,8 @@ class Meetings:
         self._sinks.pop(meeting.id, None)
         await self._notify(meeting, Change.ENDED)
         summary = await self.summary(meeting)
-        self._remote_time.pop(meeting.id, None)
+        # Other agencies' people's time was kept for the summary only.
+        await self.attendance.forget_remote_times(meeting.id)
         return summary
 
     async def set_capture(
@@ -381,7 +379,7 @@ class Meetings:
                 display_name=stay.display_name,
                 total_ms=(before.total_ms if before else 0) + max(0, stay_ms),
             )
-        remote = dict(self._remote_time.get(meeting.id, {}))
+        remote = {t.user_id: t for t in await self.attendance.remote_times(meeting.id)}
         for participant in meeting.participants.values():
             if participant.via is not None:
                 before = remote.get(participant.user_id)
@@ -566,17 +564,16 @@ class Meetings:
                 meeting.id, participant.user_id, self.clock.now_ms()
             )
         else:
-            self._count_remote_time(participant, self.clock.now_ms())
+            await self._count_remote_time(participant, self.clock.now_ms())
         live.broadcast(ParticipantLeft(participant.id))
         return True
 
-    def _count_remote_time(self, participant: Participant, now: int) -> None:
-        times = self._remote_time.setdefault(participant.meeting.id, {})
-        before = times.get(participant.user_id)
-        times[participant.user_id] = AttendeeSummary(
+    async def _count_remote_time(self, participant: Participant, now: int) -> None:
+        await self.attendance.add_remote_time(
+            participant.meeting.id,
             participant.user_id,
             participant.display_name,
-            (before.total_ms if before else 0) + max(0, now - participant.joined_at),
+            max(0, now - participant.joined_at),
         )
 
     async def _dismiss(self, participant: Participant, dismissal: Dismissal) -> None:

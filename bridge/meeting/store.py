@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from .meeting import Meeting, Stay
+from .meeting import AttendeeSummary, Meeting, Stay
 
 #: What a meeting's capture produced.
 CaptureKind = Literal["recording", "transcript"]
@@ -76,3 +76,14 @@ class AttendanceStore(Protocol):
     async def close_all(self, meeting_id: str, left_at: int) -> None: ...
 
     async def for_meeting(self, meeting_id: str) -> list[Stay]: ...
+
+    async def add_remote_time(
+        self, meeting_id: str, user_id: str, display_name: str, ms: int
+    ) -> None:
+        """Add to the time someone behind a trunk (another agency's) spent in a meeting
+        this bridge hosts: kept only until :meth:`forget_remote_times`."""
+        ...
+
+    async def remote_times(self, meeting_id: str) -> list[AttendeeSummary]: ...
+
+    async def forget_remote_times(self, meeting_id: str) -> None: ...

@@ -90,6 +90,23 @@ async def test_attendance_stays(storage: Storage) -> None:
     ]
 
 
+async def test_time_of_people_behind_trunks_adds_up_until_forgotten(storage: Storage) -> None:
+    attendance = storage.attendance
+    await attendance.add_remote_time("m1", "@b:y", "Bob", 1000)
+    await attendance.add_remote_time("m1", "@b:y", "Bobby", 500)
+    await attendance.add_remote_time("m1", "@c:y", "Carol", 200)
+    await attendance.add_remote_time("m2", "@b:y", "Bob", 7)
+    assert [
+        (t.user_id, t.display_name, t.total_ms) for t in await attendance.remote_times("m1")
+    ] == [
+        ("@b:y", "Bobby", 1500),
+        ("@c:y", "Carol", 200),
+    ]
+    await attendance.forget_remote_times("m1")
+    assert await attendance.remote_times("m1") == []
+    assert [t.total_ms for t in await attendance.remote_times("m2")] == [7]
+
+
 async def test_capture_flags_and_files_are_kept(storage: Storage) -> None:
     meeting = meeting_row("m1", "!r:x", "Recorded", 1000)
     await storage.meetings.insert(meeting)

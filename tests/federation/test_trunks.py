@@ -237,6 +237,31 @@ async def test_two_sides_one_meeting_both_ways(sides: dict[str, Side]) -> None:
     assert {p.user_id for p in summary.attendees} == {alice.user_id, bob.user_id}
 
 
+async def test_the_host_remembers_who_was_behind_a_trunk_through_a_restart(
+    sides: dict[str, Side],
+) -> None:
+    a, b = sides["a"], sides["b"]
+    link = await linked(a, b)
+    a.clock.advance(90)
+    await link.bob.leave()
+    await until(lambda: link.bob.id not in link.meeting_a.participants)
+    # A restarts: a new run of its meetings on the same database.
+    restarted = Meetings(a.storage.meetings, a.storage.attendance, a.media, a.clock)
+    await restarted.load()
+    meeting = restarted.live(link.meeting_a.id)
+    assert meeting is not None
+    a.clock.advance(30)
+    summary = await restarted.end(meeting, "@alice:a.test")
+    times = {p.user_id: p.total_ms for p in summary.attendees}
+    # Alice's stay closed at the restart (nobody is in a restored meeting).
+    assert times == {"@alice:a.test": 90_000, "@bob:b.test": 90_000}
+    # Bob's time was kept for the summary only: nothing of his is left at A.
+    assert await a.storage.attendance.remote_times(meeting.id) == []
+    assert {s.user_id for s in await a.storage.attendance.for_meeting(meeting.id)} == {
+        "@alice:a.test"
+    }
+
+
 async def test_the_trunk_goes_down_and_comes_back(sides: dict[str, Side]) -> None:
     a, b = sides["a"], sides["b"]
     link = await linked(a, b)

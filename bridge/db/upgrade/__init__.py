@@ -11,4 +11,5 @@ from . import (  # noqa: E402,F401  (register themselves)
     v04_personal_links,
     v05_meeting_host,
     v06_capture,
+    v07_remote_time,
 )
