@@ -18,7 +18,7 @@ from livekit.protocol import models, rtc
 
 from ..meeting.events import Track
 from ..meeting.live import Participant
-from ..meeting.media import Source
+from ..meeting.media import Source, msid_source
 
 #: The LiveKit server version the bridge says it speaks like: it must be non-empty for
 #: livekit-client, at least 1.8 for its RPC checks, and at most 1.13.6 keeps the client
@@ -159,8 +159,8 @@ def section_msids(sdp: str) -> dict[str, tuple[str, str]]:
 
 def mid_to_track_id(offer_sdp: str) -> dict[str, str]:
     """For a server offer: each section's mid and the sid of the track it carries (the
-    router names a track ``a=msid:<participant id> <source>``)."""
+    router names a track ``a=msid:<participant id> <participant id>.<source>``)."""
     return {
-        mid: track_sid(stream, source)
-        for mid, (stream, source) in section_msids(offer_sdp).items()
+        mid: track_sid(stream, msid_source(stream, track))
+        for mid, (stream, track) in section_msids(offer_sdp).items()
     }

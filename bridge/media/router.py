@@ -15,9 +15,10 @@ packet, straight from the publisher's packet handler (:mod:`bridge.media.rtp_for
 :attr:`MediaSettings.packet_forwarding`); tracks that came over a trunk, and whatever a
 trunk or an in-process listener takes, go as frames through a bounded subscription
 (:mod:`bridge.media.passthrough`). Each forwarded track
-appears in the server's offer as ``a=msid:<publisher participant id> <source>``: the
-stream id says whose track it is, the track id which source (``camera``, ``microphone``,
-``screen``). An m-line whose track ended turns ``inactive`` and is reused later.
+appears in the server's offer as ``a=msid:<publisher participant id> <participant
+id>.<source>``: the stream id says whose track it is, the track id also which source
+(``camera``, ``microphone``, ``screen``), and no two tracks share a track id. An
+m-line whose track ended turns ``inactive`` and is reused later.
 
 Codecs: publishers may send Opus audio and VP8 or H.264 (packetization-mode 1,
 constrained baseline) video; the answer keeps one codec per section (VP8 first, see

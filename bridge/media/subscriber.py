@@ -15,7 +15,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from ..meeting.media import SendOffer
+from ..meeting.media import SendOffer, msid_track_id
 from . import aiortc_hooks
 from .clock import Clock, Timer
 from .counters import MediaCounters
@@ -139,7 +139,11 @@ class Subscriber:
             slot.assignment = slot.subscription
             if published.track_id in self._paused:
                 slot.subscription.pause()
-        aiortc_hooks.set_msid(slot.transceiver.sender, published.participant_id, published.source)
+        aiortc_hooks.set_msid(
+            slot.transceiver.sender,
+            published.participant_id,
+            msid_track_id(published.participant_id, published.source),
+        )
         slot.transceiver.direction = "sendonly"
         self._changed()
 

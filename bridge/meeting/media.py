@@ -35,12 +35,25 @@ class MediaError(Refusal, ValueError):
         super().__init__(code, message)
 
 
+def msid_track_id(participant_id: str, source: str) -> str:
+    """The msid track id of a forwarded track: ``<participant id>.<source>``, so that no
+    two tracks a subscriber receives share one (a browser's ``MediaStreamTrack.id``,
+    which livekit-client's end-to-end decryption keys its decryptors on)."""
+    return f"{participant_id}.{source}"
+
+
+def msid_source(stream_id: str, track_id: str) -> str:
+    """The source named by a forwarded track's msid (see :func:`msid_track_id`)."""
+    prefix = f"{stream_id}."
+    return track_id[len(prefix) :] if track_id.startswith(prefix) else track_id
+
+
 @dataclass(frozen=True, slots=True)
 class TrackPublished:
     """A participant's track is live and is being forwarded to the others.
 
     ``track_id`` is ``"<participant_id>/<source>"``; a subscriber sees the track in SDP
-    as ``a=msid:<participant_id> <source>``.
+    as ``a=msid:<participant_id> <participant_id>.<source>`` (:func:`msid_track_id`).
     """
 
     participant_id: str

@@ -17,6 +17,7 @@ from bridge.media import MediaSettings, ParticipantMedia, Router, aiortc_hooks
 from bridge.media.frames import EncodedFrame
 from bridge.media.passthrough import tap_encoded_frames
 from bridge.media.peer import close_peer_connection, new_peer_connection, set_local_description
+from bridge.meeting.media import msid_source
 from tests.harness.synthetic import (
     LoopedOpusTrack,
     SyntheticVideoTrack,
@@ -115,7 +116,7 @@ class FrameReceiver:
         for media in sdp.SessionDescription.parse(offer_sdp).media:
             if media.msid:
                 stream_id, track_id = media.msid.split()
-                self.msids[str(media.rtp.muxId)] = (stream_id, track_id)
+                self.msids[str(media.rtp.muxId)] = (stream_id, msid_source(stream_id, track_id))
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         for transceiver in pc.getTransceivers():
             mid = transceiver.mid

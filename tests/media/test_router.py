@@ -58,8 +58,8 @@ async def test_subscriber_gets_the_publishers_encoded_frames_unchanged(meetings:
 
     # Whose track and which source, as the subscriber's SDP says it.
     assert sorted(str(msid) for msid, _ in directions(bob.offers[-1]).values()) == [
-        "alice camera",
-        "alice microphone",
+        "alice alice.camera",
+        "alice alice.microphone",
     ]
     assert meeting.events_of(TrackPublished) == [
         TrackPublished("alice", "alice/microphone", "audio", "microphone", "audio/opus"),
@@ -209,7 +209,7 @@ async def test_screen_share_comes_and_goes_by_renegotiation(meetings: Meetings) 
     await alice.share_screen()
     await wait_for(lambda: len(bob.frames_from("alice", "screen")) >= 5)
     assert len(bob.offers) == offers + 1
-    assert ("alice screen", "sendonly") in directions(bob.offers[-1]).values()
+    assert ("alice alice.screen", "sendonly") in directions(bob.offers[-1]).values()
     assert alice.screen is not None
     received = [f.data for f in bob.frames_from("alice", "screen")]
     assert contiguous_run(list(alice.screen.sent), received)
@@ -219,11 +219,11 @@ async def test_screen_share_comes_and_goes_by_renegotiation(meetings: Meetings) 
 
     await alice.stop_screen()
     assert meeting.events[-1] == TrackUnpublished("alice", "alice/screen", "video", "screen")
-    await wait_for(lambda: ("alice screen", "inactive") in directions(bob.offers[-1]).values())
+    await wait_for(lambda: ("alice alice.screen", "inactive") in directions(bob.offers[-1]).values())
 
     # Sharing again reuses the inactive m-line: the subscriber's SDP does not grow.
     await alice.share_screen()
-    await wait_for(lambda: ("alice screen", "sendonly") in directions(bob.offers[-1]).values())
+    await wait_for(lambda: ("alice alice.screen", "sendonly") in directions(bob.offers[-1]).values())
     assert len(directions(bob.offers[-1])) == 3
     count = len(bob.frames_from("alice", "screen"))
     await wait_for(lambda: len(bob.frames_from("alice", "screen")) > count + 5)

@@ -125,10 +125,10 @@ async def test_tracks_cross_both_ways_unchanged(meetings: Meetings) -> None:
     )
     assert opus_from(dave, "bob") <= set(opus_loop())
     assert sorted(str(msid) for msid, _ in directions(carols[0].offers[-1]).values()) == [
-        "alice camera",
-        "alice microphone",
-        "bob camera",
-        "bob microphone",
+        "alice alice.camera",
+        "alice alice.microphone",
+        "bob bob.camera",
+        "bob bob.microphone",
     ]
     assert set(b.events_of(TrackPublished)) == {
         TrackPublished("alice", "alice/microphone", "audio", "microphone", "audio/opus"),
@@ -172,7 +172,7 @@ async def test_unpublish_and_close_take_the_tracks_away(meetings: Meetings) -> N
         TrackUnpublished("alice", "alice/camera", "video", "camera")
     ]
     assert remote_alice.tracks == ()
-    await wait_for(lambda: ("alice camera", "inactive") in directions(carol.offers[-1]).values())
+    await wait_for(lambda: ("alice alice.camera", "inactive") in directions(carol.offers[-1]).values())
 
     await trunk.satellite.close()
     assert trunk.on_satellite.closed == ["left"]

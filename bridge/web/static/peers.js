@@ -193,12 +193,18 @@ export class PublishConnection {
   }
 }
 
+/** The source in a forwarded track's msid track id, `<participant id>.<source>`. */
+function sourceOf(streamId, trackId) {
+  const prefix = `${streamId}.`;
+  return trackId.startsWith(prefix) ? trackId.slice(prefix.length) : trackId;
+}
+
 /**
  * The others' tracks, offered by the server (`offer` / `answer`). After each offer,
  * `onTracks` gets every track being received: `{participantId, source, kind, track, mid}`,
- * from the offer's `a=msid:<participant id> <source>` (the same ids as the track event's
- * `streams[0].id` and the msid track id; read from the SDP because a reused m-line keeps
- * its first MediaStreamTrack object and id).
+ * from the offer's `a=msid:<participant id> <participant id>.<source>` (the same ids as
+ * the track event's `streams[0].id` and the msid track id; read from the SDP because a
+ * reused m-line keeps its first MediaStreamTrack object and id).
  */
 export class ReceiveConnection {
   constructor(iceServers, send, onTracks, onFailed) {
@@ -237,7 +243,7 @@ export class ReceiveConnection {
       if (!section || !isSending(section) || !section.streamId || !section.trackId) continue;
       tracks.push({
         participantId: section.streamId,
-        source: section.trackId,
+        source: sourceOf(section.streamId, section.trackId),
         kind: section.kind,
         track: transceiver.receiver.track,
         mid: transceiver.mid,
