@@ -32,6 +32,9 @@ each checked by ``tests/media/test_aiortc_hooks.py``:
   task turns into receiver reports), RTX unwrapped, NACKed when lost, fed to aiortc's
   REMB estimator, and handed on, never depacketized. :class:`FrameAssembler` rebuilds
   frames with aiortc's jitter buffer, only while a frame consumer exists.
+  :func:`take_over_rtp_input` handles those packets in the ICE socket's callback, with
+  the DTLS transport's SRTP session, extension map and router
+  (:data:`DTLS_RECEIVE_ATTRIBUTES`), instead of through aioice's queue and coroutines.
 - :func:`close_peer_connection`: close a peer connection without leaving an ICE consent
   task behind (aioice starts one even when the connection closed just as ICE completed).
 - :func:`drop_bad_datagrams` (part of :func:`gather_candidates`): anyone can send
@@ -61,7 +64,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from importlib.metadata import version
 from typing import Any
 
@@ -609,6 +612,8 @@ class PacketReceiver:
         self._estimator: Any = None
         self._missing: _MissingPackets | None = None
         self._media_ssrc: int | None = None
+        # RTCP sends under way (a task must be referenced until it ends).
+        self._sending: set[asyncio.Future[None]] = set()
 
     def _start(self) -> dict[int, tuple[int, int | None]]:
         receiver = self._receiver
@@ -631,7 +636,13 @@ class PacketReceiver:
         return found
 
     async def handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        """The DTLS transport's call for each RTP packet routed to this receiver."""
+        """The DTLS transport's call for each RTP packet routed to this receiver (when
+        :func:`take_over_rtp_input` did not take it first)."""
+        self.receive(packet, arrival_time_ms)
+
+    def receive(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Handle one RTP packet; ``arrival_time_ms`` is on aiortc's clock (NTP era, for
+        its bitrate estimator). RTCP it causes (NACK, REMB) is sent in a task."""
         receiver = self._receiver
         if not receiver._enabled:
             return
@@ -658,7 +669,7 @@ class PacketReceiver:
                 ssrc=ssrc,
             )
             if remb is not None:
-                await self._send_remb(*remb)
+                self._send(self._remb(*remb))
         apt = known[1]
         if apt is not None:
             original = self._rtx_ssrc.get(ssrc, self._media_ssrc)
@@ -669,10 +680,15 @@ class PacketReceiver:
             self._media_ssrc = ssrc
         missing = self._missing
         if missing is not None and missing.add(packet.sequence_number):
-            await receiver._send_rtcp_nack(packet.ssrc, sorted(missing.missing))
+            self._send(receiver._send_rtcp_nack(packet.ssrc, sorted(missing.missing)))
         self._on_packet(packet)
 
-    async def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
+    def _send(self, rtcp: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(rtcp)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _remb(self, bitrate: int, ssrcs: list[int]) -> None:
         rtcp_ssrc = getattr(self._receiver, _RTCP_SSRC)
         if rtcp_ssrc is not None:
             await self._receiver._send_rtcp(
@@ -695,6 +711,82 @@ def take_over_receiver(receiver: RTCRtpReceiver, on_packet: PacketCallback) -> P
     # The DTLS transport looks the handler up on the instance for every packet.
     receiver._handle_rtp_packet = handler.handle  # type: ignore[method-assign]
     return handler
+
+
+def take_over_rtp_input(pc: RTCPeerConnection) -> None:
+    """Handle the SRTP packets that reach ``pc``'s ICE sockets right there, when they go
+    to a :class:`PacketReceiver`. Call after gathering (the sockets exist); again after a
+    renegotiation does no harm.
+
+    aiortc's way costs two turns of the event loop and four coroutines per packet:
+    aioice parses every datagram as STUN first (a raised exception for each RTP packet),
+    queues it, then the DTLS transport's task takes it from the queue, reads the time as
+    a ``datetime``, unprotects, parses and awaits the receiver's handler. Here the packet
+    is unprotected, parsed and routed with the DTLS transport's own session, extension
+    map and router, in the socket's callback. Anything else (STUN, DTLS, RTCP, SRTP
+    before the handshake, or while aioice's queue holds earlier data) goes the usual way.
+    """
+    transports = {id(t.receiver.transport): t.receiver.transport for t in pc.getTransceivers()}
+    for dtls in transports.values():
+        connection = dtls.transport.iceGatherer._connection
+        for protocol in connection._protocols:
+            if getattr(protocol, _RTP_INPUT, False):
+                continue
+            setattr(protocol, _RTP_INPUT, True)
+            _take_rtp_input(protocol, connection, dtls)
+
+
+_RTP_INPUT = "_visio_rtp_input"
+#: What take_over_rtp_input reads on an RTCDtlsTransport (all set in its __init__).
+DTLS_RECEIVE_ATTRIBUTES = (
+    "_rx_srtp",
+    "_rtp_router",
+    "_rtp_header_extensions_map",
+    "_RTCDtlsTransport__rx_bytes",
+    "_RTCDtlsTransport__rx_packets",
+)
+_NTP_MS_OFFSET = 2208988800 * 1000  # aiortc's arrival times count from 1900
+
+
+def _take_rtp_input(protocol: Any, connection: Any, dtls: Any) -> None:
+    handle = protocol.datagram_received
+    queue: asyncio.Queue[Any] = connection._queue
+    router = dtls._rtp_router
+    extensions = dtls._rtp_header_extensions_map
+    own_handler = PacketReceiver.handle
+    handling: set[asyncio.Future[None]] = set()
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        session = dtls._rx_srtp
+        if (
+            session is None
+            or len(data) < 12
+            or not 127 < data[0] < 192
+            or 192 <= data[1] <= 223  # RTCP
+            or not queue.empty()
+        ):
+            handle(data, addr)
+            return
+        arrival_time_ms = int(time.time() * 1000) + _NTP_MS_OFFSET
+        dtls._RTCDtlsTransport__rx_bytes += len(data)
+        dtls._RTCDtlsTransport__rx_packets += 1
+        try:
+            packet = RtpPacket.parse(session.unprotect(data), extensions)
+        except (pylibsrtp.Error, ValueError):
+            return  # as aiortc: a packet that fails authentication or parsing is dropped
+        receiver = router.route_rtp(packet)
+        if receiver is None:
+            return
+        handler = receiver._handle_rtp_packet
+        if getattr(handler, "__func__", None) is own_handler:
+            handler.__self__.receive(packet, arrival_time_ms)
+        else:  # a handler wrapped since (a test's observe_rtp): aiortc's way
+            task = asyncio.ensure_future(handler(packet, arrival_time_ms=arrival_time_ms))
+            handling.add(task)
+            task.add_done_callback(handling.discard)
+
+    # The asyncio transport looks the handler up on the protocol for every datagram.
+    protocol.datagram_received = datagram_received
 
 
 FrameOut = Callable[[bytes, int], None]

@@ -316,6 +316,8 @@ class Publisher:
                     "The server could not set up your media. Try again in a moment.",
                     code="internal",
                 ) from error
+            if self._settings.packet_forwarding:
+                aiortc_hooks.take_over_rtp_input(pc)
             self._update_tracks(pc, checked.sections, labels)
             return str(pc.localDescription.sdp)
 

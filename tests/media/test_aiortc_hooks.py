@@ -215,6 +215,13 @@ async def test_the_receivers_internals_are_where_the_hooks_look() -> None:
         assert isinstance(getattr(receiver, aiortc_hooks._ACTIVE_SSRC), dict)
         assert isinstance(getattr(receiver, aiortc_hooks._RTCP_SSRC), int)
         assert receiver._enabled is True
+    dtls = video.transport
+    for name in aiortc_hooks.DTLS_RECEIVE_ATTRIBUTES:
+        assert hasattr(dtls, name), name
+    assert callable(dtls._rtp_router.route_rtp)
+    connection = dtls.transport.iceGatherer._connection
+    assert isinstance(connection._queue, asyncio.Queue)
+    assert isinstance(connection._protocols, list)
     # The REMB estimator is there for video only, and is what PacketReceiver feeds.
     assert isinstance(getattr(video, aiortc_hooks._BITRATE_ESTIMATOR), RemoteBitrateEstimator)
     assert getattr(audio, aiortc_hooks._BITRATE_ESTIMATOR) is None

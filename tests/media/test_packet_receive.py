@@ -211,3 +211,31 @@ async def test_the_publisher_gets_receiver_reports_and_bitrate_estimates(
         if s.type == "inbound-rtp"
     ]
     assert inbound and all(s.packetsReceived > 0 for s in inbound)
+
+
+async def test_packets_are_handled_in_the_sockets_callback_not_through_aioices_queue(
+    meetings: Meetings,
+) -> None:
+    meeting = packet_meeting(meetings)
+    alice, bob = meeting.join("alice"), meeting.join("bob")
+    await alice.publish()
+    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= 10)
+    pc = server_publish_pc(meeting, "alice")
+    dtls = pc.getTransceivers()[0].receiver.transport
+    queued: list[object] = []
+    handle = dtls._handle_rtp_data
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        queued.append(data)
+        await handle(data, arrival_time_ms)
+
+    dtls._handle_rtp_data = handle_rtp_data
+    tracks = published(meeting, "alice")
+    packets = {source: t.packets for source, t in tracks.items()}
+    received = dtls._get_stats()[dtls._stats_id].packetsReceived
+    count = len(bob.frames_from("alice", "camera"))
+    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= count + 30)
+    assert all(t.packets > packets[source] for source, t in tracks.items())
+    assert queued == []
+    # The transport's statistics still count them.
+    assert dtls._get_stats()[dtls._stats_id].packetsReceived > received + 30
