@@ -7,8 +7,9 @@ it (packet forwarding on, no subscriber), and feeds it the RTP packets of a VP8 
 30 fps clip of about 1 Mbit/s, already parsed, straight into the handler aiortc's DTLS
 transport calls for each packet (``receiver._handle_rtp_packet``). What is timed is that
 handler: statistics, RTX, NACKs, the fan-out to no forward, and frame assembly when
-something wants frames. Not timed: the socket, aioice's and the DTLS transport's
-coroutines, SRTP unprotect and RTP parsing, which are the same either way.
+something wants frames. Not timed: what comes before the handler (the socket's callback,
+SRTP unprotect, RTP parsing and, on aiortc's way, aioice's queue and the DTLS transport's
+coroutines); ``bench/sfu.py --receivers 1`` shows the whole chain as CPU per packet.
 
 ``--sink`` adds one in-process frame consumer (as the recorder would be) to the track.
 Prints the best and median µs per packet over ``--rounds`` rounds.
