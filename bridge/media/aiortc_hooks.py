@@ -26,6 +26,15 @@ each checked by ``tests/media/test_aiortc_hooks.py``:
   socket of the ICE pair in use, without aiortc's and aioice's coroutine chain.
   :func:`observe_sender_reports` sees a publisher's RTCP SRs (lip sync), and
   :func:`rtx_payload_types` says which payload types a receiver takes as RTX.
+- :func:`take_over_receiver` (the packet path's receive side): a published track's
+  packets are handled by a :class:`PacketReceiver` instead of aiortc's
+  ``_handle_rtp_packet``: counted into aiortc's own per-SSRC statistics (which its RTCP
+  task turns into receiver reports), RTX unwrapped, NACKed when lost, fed to aiortc's
+  REMB estimator, and handed on, never depacketized. :class:`FrameAssembler` rebuilds
+  frames with aiortc's jitter buffer, only while a frame consumer exists.
+  :func:`take_over_rtp_input` handles those packets in the ICE socket's callback, with
+  the DTLS transport's SRTP session, extension map and router
+  (:data:`DTLS_RECEIVE_ATTRIBUTES`), instead of through aioice's queue and coroutines.
 - :func:`close_peer_connection`: close a peer connection without leaving an ICE consent
   task behind (aioice starts one even when the connection closed just as ICE completed).
 - :func:`drop_bad_datagrams` (part of :func:`gather_candidates`): anyone can send
@@ -39,7 +48,8 @@ The import fails with a clear message on any aiortc/aioice/pylibsrtp release out
 the series these hooks were tested with (:data:`VERIFIED_VERSIONS`); a patch release of a
 tested series is accepted with a warning, since patch releases keep private internals
 as far as we have seen, and the attribute checks below still fail loudly if one does
-not. For a new series: re-read aiortc's ``rtcrtpreceiver.py``, ``rtcrtpsender.py``,
+not. For a new series: re-read aiortc's ``rtcrtpreceiver.py`` (``_handle_rtp_packet``,
+``_run_rtcp``, ``StreamStatistics``), ``jitterbuffer.py``, ``rtcrtpsender.py``,
 ``rtcdtlstransport.py``, aioice's ``ice.py`` and pylibsrtp's ``__init__.py``, run the
 hook tests, then extend :data:`VERIFIED_VERSIONS`.
 """
@@ -54,7 +64,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from importlib.metadata import version
 from typing import Any
 
@@ -62,9 +72,21 @@ import aioice.ice
 import aioice.turn
 import pylibsrtp
 from aiortc import RTCIceTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.jitterbuffer import JitterFrame
+from aiortc import clock as aiortc_clock
+from aiortc.codecs import depayload
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
+from aiortc.rtcrtpreceiver import StreamStatistics, TimestampMapper
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
@@ -112,6 +134,8 @@ def _check_versions() -> None:
         (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCRtpReceiver, "_handle_rtcp_packet"),
         (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_send_rtcp_nack"),
+        (RTCRtpReceiver, "_send_rtcp"),
         (RTCRtpReceiver, _RECEIVER_CODECS),
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_retransmit"),
@@ -123,6 +147,11 @@ def _check_versions() -> None:
     ):
         if not hasattr(owner, name) and name not in _INSTANCE_ATTRIBUTES:
             raise RuntimeError(f"{owner.__name__} has no {name}; see {__name__}")
+    # What ReceivedStream sets on aiortc's statistics, which its RTCP task reads.
+    statistics = StreamStatistics(90000)
+    for name in _STATISTICS_ATTRIBUTES:
+        if not hasattr(statistics, name):
+            raise RuntimeError(f"aiortc's StreamStatistics has no {name}; see {__name__}")
     for name in ("srtp_protect", "srtp_protect_rtcp"):
         if not hasattr(_srtp_lib, name):
             raise RuntimeError(f"pylibsrtp's binding has no {name}; see {__name__}")
@@ -134,6 +163,16 @@ _INSTANCE_ATTRIBUTES = {_RECEIVER_CODECS}
 
 
 _CONNECT = "_RTCPeerConnection__connect"
+_STATISTICS_ATTRIBUTES = (
+    "base_seq",
+    "max_seq",
+    "cycles",
+    "packets_received",
+    "_clockrate",
+    "_jitter_q4",
+    "_last_arrival",
+    "_last_timestamp",
+)
 
 _check_versions()
 
@@ -456,6 +495,354 @@ def observe_sender_reports(
 
     # The DTLS transport looks the handler up on the instance for every RTCP packet.
     receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+# The receive side of the packet path: a published track's packets, handled by us.
+
+_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+_ACTIVE_SSRC = "_RTCRtpReceiver__active_ssrc"
+_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
+_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+_INSTANCE_ATTRIBUTES |= {
+    _DECODER_QUEUE,
+    _REMOTE_STREAMS,
+    _RTX_SSRC,
+    _ACTIVE_SSRC,
+    _RTCP_SSRC,
+    _BITRATE_ESTIMATOR,
+}
+
+#: The most lost packets a NACK asks for (aiortc's own receiver tracks as many).
+NACK_WINDOW = RTP_HISTORY_SIZE
+
+
+class ReceivedStream(StreamStatistics):
+    """One incoming SSRC's statistics, in aiortc's own class: its RTCP receiver reports
+    (loss, highest sequence number, jitter; last SR and its delay come from its SR
+    handler) and ``getStats()`` read them. :meth:`count` does what aiortc's ``add()``
+    does, without its function calls and with the arrival time given."""
+
+    def __init__(self, clockrate: int) -> None:
+        super().__init__(clockrate)
+        #: When ``getSynchronizationSources()``'s timestamp of this SSRC was last set.
+        self.announced = -1.0
+
+    def count(self, seq: int, timestamp: int, now: float) -> None:
+        """A packet arrived at ``now`` (seconds, monotonic)."""
+        self.packets_received += 1
+        highest = self.max_seq
+        if highest is None:
+            self.base_seq = self.max_seq = seq
+        elif not 0 < (seq - highest) & 0xFFFF < 0x8000:
+            return  # late or repeated: counted, nothing more
+        else:
+            if seq < highest:
+                self.cycles += 1 << 16
+            self.max_seq = seq
+        # RFC 3550 A.8 interarrival jitter, in the media clock's units (times 16).
+        arrival = int(now * self._clockrate)
+        last = self._last_timestamp
+        if last is not None and timestamp != last:
+            assert self._last_arrival is not None
+            diff = abs((arrival - self._last_arrival) - (timestamp - last))
+            self._jitter_q4 += diff - ((self._jitter_q4 + 8) >> 4)
+        self._last_arrival = arrival
+        self._last_timestamp = timestamp
+
+
+class _MissingPackets:
+    """The media sequence numbers not received yet, within :data:`NACK_WINDOW` of the
+    highest: what a NACK asks the publisher to send again."""
+
+    __slots__ = ("highest", "missing")
+
+    def __init__(self) -> None:
+        self.highest: int | None = None
+        self.missing: set[int] = set()
+
+    def add(self, seq: int) -> bool:
+        """Note a packet; true when it revealed new losses (a NACK is due)."""
+        highest = self.highest
+        if highest is None:
+            self.highest = seq
+            return False
+        gap = (seq - highest) & 0xFFFF
+        if gap == 1:
+            self.highest = seq
+            return False
+        if gap >= 0x8000 or gap == 0:  # late (a retransmission, maybe) or repeated
+            if self.missing:
+                self.missing.discard(seq)
+            return False
+        self.highest = seq
+        missing = self.missing
+        for lost in range(max(1, gap - NACK_WINDOW), gap):
+            missing.add((highest + lost) & 0xFFFF)
+        if len(missing) > NACK_WINDOW:
+            self.missing = {s for s in missing if (seq - s) & 0xFFFF <= NACK_WINDOW}
+        return True
+
+
+PacketCallback = Callable[[RtpPacket], None]
+
+
+class PacketReceiver:
+    """Handles a published track's RTP packets in place of aiortc's receiver.
+
+    aiortc's ``_handle_rtp_packet`` depacketizes every packet and assembles frames in
+    its jitter buffer for a decoder, and stamps every packet with a ``datetime``; a
+    forwarding server needs neither. Here each packet is counted for the RTCP receiver
+    reports (aiortc's RTCP task still sends them, from our figures), RTX is unwrapped,
+    a gap in the video's sequence numbers sends a NACK at once (as aiortc does), the
+    publisher's abs-send-time still feeds aiortc's bitrate estimator and its REMB (the
+    only congestion feedback aiortc negotiates, so a browser's rate depends on it), and
+    the packet goes to ``on_packet``. Frames, if anyone wants them, are assembled on the
+    track's side (:class:`FrameAssembler`).
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketCallback) -> None:
+        self._receiver = receiver
+        self._on_packet = on_packet
+        # Known once the receiver has started (its first packet comes after).
+        self._codecs: dict[int, tuple[int, int | None]] | None = None
+        self._rtx_ssrc: dict[int, int] = {}
+        self._streams: dict[int, ReceivedStream] = {}
+        self._active: dict[int, Any] = {}
+        self._estimator: Any = None
+        self._missing: _MissingPackets | None = None
+        self._media_ssrc: int | None = None
+        # RTCP sends under way (a task must be referenced until it ends).
+        self._sending: set[asyncio.Future[None]] = set()
+
+    def _start(self) -> dict[int, tuple[int, int | None]]:
+        receiver = self._receiver
+        codecs: dict[int, RTCRtpCodecParameters] = getattr(receiver, _RECEIVER_CODECS)
+        found: dict[int, tuple[int, int | None]] = {}
+        rtx = rtx_payload_types(receiver)
+        for pt, codec in codecs.items():
+            if codec.name.lower() == "rtx":
+                if pt in rtx and rtx[pt] in codecs:
+                    found[pt] = (codec.clockRate, rtx[pt])
+            else:
+                found[pt] = (codec.clockRate, None)
+        self._rtx_ssrc = getattr(receiver, _RTX_SSRC)
+        self._streams = getattr(receiver, _REMOTE_STREAMS)
+        self._active = getattr(receiver, _ACTIVE_SSRC)
+        self._estimator = getattr(receiver, _BITRATE_ESTIMATOR)
+        # aiortc sends NACKs for video only; its estimator exists for video only.
+        self._missing = _MissingPackets() if self._estimator is not None else None
+        self._codecs = found
+        return found
+
+    async def handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """The DTLS transport's call for each RTP packet routed to this receiver (when
+        :func:`take_over_rtp_input` did not take it first)."""
+        self.receive(packet, arrival_time_ms)
+
+    def receive(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Handle one RTP packet; ``arrival_time_ms`` is on aiortc's clock (NTP era, for
+        its bitrate estimator). RTCP it causes (NACK, REMB) is sent in a task."""
+        receiver = self._receiver
+        if not receiver._enabled:
+            return
+        codecs = self._codecs or self._start()
+        known = codecs.get(packet.payload_type)
+        if known is None:
+            return
+        now = time.monotonic()
+        ssrc = packet.ssrc
+        stream = self._streams.get(ssrc)
+        if stream is None:
+            stream = self._streams[ssrc] = ReceivedStream(known[0])
+        stream.count(packet.sequence_number, packet.timestamp, now)
+        if now - stream.announced >= 1.0:
+            # For getSynchronizationSources(), which looks back 10 s: once a second.
+            stream.announced = now
+            self._active[ssrc] = aiortc_clock.current_datetime()
+        estimator = self._estimator
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=ssrc,
+            )
+            if remb is not None:
+                self._send(self._remb(*remb))
+        apt = known[1]
+        if apt is not None:
+            original = self._rtx_ssrc.get(ssrc, self._media_ssrc)
+            if original is None or len(packet.payload) < 2:
+                return  # padding on the RTX stream (a bandwidth probe), or nothing to repair
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original)
+        elif self._media_ssrc is None:
+            self._media_ssrc = ssrc
+        missing = self._missing
+        if missing is not None and missing.add(packet.sequence_number):
+            self._send(receiver._send_rtcp_nack(packet.ssrc, sorted(missing.missing)))
+        self._on_packet(packet)
+
+    def _send(self, rtcp: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(rtcp)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _remb(self, bitrate: int, ssrcs: list[int]) -> None:
+        rtcp_ssrc = getattr(self._receiver, _RTCP_SSRC)
+        if rtcp_ssrc is not None:
+            await self._receiver._send_rtcp(
+                RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP,
+                    ssrc=rtcp_ssrc,
+                    media_ssrc=0,
+                    fci=pack_remb_fci(bitrate, ssrcs),
+                )
+            )
+
+
+def take_over_receiver(receiver: RTCRtpReceiver, on_packet: PacketCallback) -> PacketReceiver:
+    """Handle the receiver's RTP packets with a :class:`PacketReceiver` from now on; no
+    frame is assembled and no decoder runs. Call before the receiver starts.
+    ``on_packet`` gets each media packet (RTX unwrapped) on the event loop."""
+    # The decoder thread starts with the receiver: it finds the sink and ends at once.
+    tap_receiver(receiver, lambda codec, frame: None)
+    handler = PacketReceiver(receiver, on_packet)
+    # The DTLS transport looks the handler up on the instance for every packet.
+    receiver._handle_rtp_packet = handler.handle  # type: ignore[method-assign]
+    return handler
+
+
+def take_over_rtp_input(pc: RTCPeerConnection) -> None:
+    """Handle the SRTP packets that reach ``pc``'s ICE sockets right there, when they go
+    to a :class:`PacketReceiver`. Call after gathering (the sockets exist); again after a
+    renegotiation does no harm.
+
+    aiortc's way costs two turns of the event loop and four coroutines per packet:
+    aioice parses every datagram as STUN first (a raised exception for each RTP packet),
+    queues it, then the DTLS transport's task takes it from the queue, reads the time as
+    a ``datetime``, unprotects, parses and awaits the receiver's handler. Here the packet
+    is unprotected, parsed and routed with the DTLS transport's own session, extension
+    map and router, in the socket's callback. Anything else (STUN, DTLS, RTCP, SRTP
+    before the handshake, or while aioice's queue holds earlier data) goes the usual way.
+    """
+    transports = {id(t.receiver.transport): t.receiver.transport for t in pc.getTransceivers()}
+    for dtls in transports.values():
+        connection = dtls.transport.iceGatherer._connection
+        for protocol in connection._protocols:
+            if getattr(protocol, _RTP_INPUT, False):
+                continue
+            setattr(protocol, _RTP_INPUT, True)
+            _take_rtp_input(protocol, connection, dtls)
+
+
+_RTP_INPUT = "_visio_rtp_input"
+#: What take_over_rtp_input reads on an RTCDtlsTransport (all set in its __init__).
+DTLS_RECEIVE_ATTRIBUTES = (
+    "_rx_srtp",
+    "_rtp_router",
+    "_rtp_header_extensions_map",
+    "_RTCDtlsTransport__rx_bytes",
+    "_RTCDtlsTransport__rx_packets",
+)
+_NTP_MS_OFFSET = 2208988800 * 1000  # aiortc's arrival times count from 1900
+
+
+def _take_rtp_input(protocol: Any, connection: Any, dtls: Any) -> None:
+    handle = protocol.datagram_received
+    queue: asyncio.Queue[Any] = connection._queue
+    router = dtls._rtp_router
+    extensions = dtls._rtp_header_extensions_map
+    own_handler = PacketReceiver.handle
+    handling: set[asyncio.Future[None]] = set()
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        session = dtls._rx_srtp
+        if (
+            session is None
+            or len(data) < 12
+            or not 127 < data[0] < 192
+            or 192 <= data[1] <= 223  # RTCP
+            or not queue.empty()
+        ):
+            handle(data, addr)
+            return
+        arrival_time_ms = int(time.time() * 1000) + _NTP_MS_OFFSET
+        dtls._RTCDtlsTransport__rx_bytes += len(data)
+        dtls._RTCDtlsTransport__rx_packets += 1
+        try:
+            packet = RtpPacket.parse(session.unprotect(data), extensions)
+        except (pylibsrtp.Error, ValueError):
+            return  # as aiortc: a packet that fails authentication or parsing is dropped
+        receiver = router.route_rtp(packet)
+        if receiver is None:
+            return
+        handler = receiver._handle_rtp_packet
+        if getattr(handler, "__func__", None) is own_handler:
+            handler.__self__.receive(packet, arrival_time_ms)
+        else:  # a handler wrapped since (a test's observe_rtp): aiortc's way
+            task = asyncio.ensure_future(handler(packet, arrival_time_ms=arrival_time_ms))
+            handling.add(task)
+            task.add_done_callback(handling.discard)
+
+    # The asyncio transport looks the handler up on the protocol for every datagram.
+    protocol.datagram_received = datagram_received
+
+
+FrameOut = Callable[[bytes, int], None]
+
+
+class FrameAssembler:
+    """A track's encoded frames, reassembled from its packets on our side, only while
+    something wants frames (a trunk, an in-process listener, a frame-path subscriber).
+
+    Between :meth:`start` and :meth:`stop`, :meth:`add` depacketizes each packet and puts
+    it in a jitter buffer of aiortc's (the one its receiver uses, with its sizes), which
+    hands out complete frames; the first is a keyframe (video), as packets before the
+    next keyframe's first are skipped. Frame timestamps count from the track's first
+    frame, as :func:`tap_receiver`'s do, across stops and starts.
+    """
+
+    def __init__(self, codec: RTCRtpCodecParameters, video: bool, on_frame: FrameOut) -> None:
+        self._codec = codec
+        self._video = video
+        self._on_frame = on_frame
+        self._timestamps = TimestampMapper()
+        self._buffer: JitterBuffer | None = None
+        self.active = False
+        #: Frames assembled so far.
+        self.frames = 0
+
+    def start(self) -> None:
+        """Assemble frames from the next keyframe (video) or packet (audio) on."""
+        self.active = True
+        self._buffer = None
+
+    def stop(self) -> None:
+        self.active = False
+        self._buffer = None
+
+    def add(self, packet: RtpPacket, keyframe: bool) -> bool:
+        """One packet of the track (``keyframe``: it begins one); true when frames were
+        lost, so that a keyframe should be asked for."""
+        buffer = self._buffer
+        if buffer is None:
+            if not self.active or not keyframe:
+                return False
+            buffer = self._buffer = (
+                JitterBuffer(capacity=512, is_video=True)
+                if self._video
+                else JitterBuffer(capacity=16, prefetch=4)
+            )
+        try:
+            packet._data = depayload(self._codec, packet.payload) if packet.payload else b""  # type: ignore[attr-defined]
+        except ValueError:
+            return False
+        lost, frame = buffer.add(packet)
+        if frame is not None:
+            self.frames += 1
+            self._on_frame(frame.data, self._timestamps.map(frame.timestamp))
+        return lost
 
 
 _MID = "urn:ietf:params:rtp-hdrext:sdes:mid"

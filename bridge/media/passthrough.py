@@ -1,7 +1,9 @@
 """Encoded passthrough of frames: media is forwarded as the publisher encoded it, never
 decoded. Subscribers of a local publisher's tracks get packets instead
 (:mod:`bridge.media.rtp_forward`); frames serve trunks, tracks that came over a trunk, and
-in-process listeners.
+in-process listeners. On the packet path a local publisher's frames are assembled from
+its packets by the track itself, only while one of those wants them
+(``aiortc_hooks.FrameAssembler``); this tap serves the frame path and trunks.
 
 Receive side: :func:`tap_encoded_frames` takes each complete encoded frame where it leaves
 an aiortc receiver's jitter buffer (see :mod:`bridge.media.aiortc_hooks`); the receiver

@@ -12,14 +12,14 @@ from typing import Any, Protocol
 
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket, unwrap_rtx
+from aiortc.rtp import RtpPacket
 
 from . import aiortc_hooks
 from .clock import Clock
 from .counters import MediaCounters
 from .errors import MediaError
 from .events import Kind, Source
-from .frames import EncodedFrame
+from .frames import EncodedFrame, is_keyframe
 from .keyframes import KeyframeRequester
 from .passthrough import tap_encoded_frames
 from .peer import (
@@ -68,6 +68,8 @@ class PublishedTrack:
         self.kind: Kind = "audio" if SOURCE_KINDS[source] == "audio" else "video"
         self.codec = codec
         self.track_id = f"{participant_id}/{source}"
+        #: Frames received: pushed (the frame path), or ended by a packet (packet path:
+        #: a video packet with the marker bit, every audio packet), assembled or not.
         self.frames = 0
         self._receiver = receiver
         self._media_ssrc = media_ssrc
@@ -78,16 +80,17 @@ class PublishedTrack:
         #: Whether packets come in through :meth:`on_packet`, so subscribers may take
         #: them one by one (a track of a local publisher, with packet forwarding on).
         self.packet_source = False
-        #: Packets received and fanned out (on the packet path).
+        #: Packets received with a payload (on the packet path).
         self.packets = 0
         #: The publisher's latest RTCP sender report: (NTP time, RTP timestamp).
         self.sender_report: tuple[int, int] | None = None
         self._keyframe_start = keyframe_start(codec.name)
         self._video = self.kind == "video"
-        self._rtx: dict[int, int] | None = None
         self._seen_ssrc = media_ssrc
         self._since_keyframe: list[RtpPacket] = []
         self._keyframe_at = 0.0
+        # Frames from our own packets (packet_source), only while subscriptions want them.
+        self._assembler = aiortc_hooks.FrameAssembler(codec, self._video, self._on_assembled)
         self.keyframes = KeyframeRequester(
             self._send_pli,
             clock,
@@ -113,21 +116,21 @@ class PublishedTrack:
             self._forwards.remove(forward)
 
     def on_packet(self, packet: RtpPacket) -> None:
-        """Fan one decrypted RTP packet out to every forward, on the packet handler."""
-        if packet.payload_type != self.codec.payloadType:
-            unwrapped = self._unwrap_rtx(packet)
-            if unwrapped is None:
-                return
-            packet = unwrapped
-        elif self._seen_ssrc is None:
+        """Fan one decrypted RTP packet (RTX already unwrapped) out to every forward, on
+        the packet handler; assemble frames from it too while anyone wants them."""
+        if self._seen_ssrc is None:
             self._seen_ssrc = packet.ssrc
-        if not packet.payload:
-            return  # padding only (a bandwidth probe)
-        keyframe = self._keyframe_start(packet.payload) if self._video else True
-        forwards = self._forwards
-        if forwards:
+        payload = packet.payload
+        video = self._video
+        keyframe = self._keyframe_start(payload) if video else True
+        if payload:  # none: padding only (a bandwidth probe), which still takes a number
             self.packets += 1
             self._counters.packets_received += 1
+            if packet.marker or not video:
+                self.frames += 1
+                self._counters.frames_received += 1
+        forwards = self._forwards
+        if forwards and payload:
             level = packet.extensions.audio_level
             audio_level = bytes([level[0] << 7 | level[1]]) if level is not None else None
             ntp = aiortc_hooks.ntp_time()
@@ -135,8 +138,10 @@ class PublishedTrack:
             shared: dict[bytes, bytes] = {}
             for forward in forwards:
                 forward.forward(packet, keyframe, ntp, abs_send_time, audio_level, shared)
-        if self._video:
+        if video and payload:
             self._keep_since_keyframe(packet, keyframe)
+        if self._assembler.active and self._assembler.add(packet, keyframe):
+            self.keyframes.request()
 
     def _keep_since_keyframe(self, packet: RtpPacket, keyframe: bool) -> None:
         # The packets since the latest keyframe, while it is recent (see recent()).
@@ -161,19 +166,6 @@ class PublishedTrack:
         if ssrc == self._seen_ssrc:
             self.sender_report = (ntp, rtp)
 
-    def _unwrap_rtx(self, packet: RtpPacket) -> RtpPacket | None:
-        if self._rtx is None:
-            self._rtx = aiortc_hooks.rtx_payload_types(self._receiver)
-        apt = self._rtx.get(packet.payload_type)
-        if (
-            apt is None
-            or apt != self.codec.payloadType
-            or len(packet.payload) < 2
-            or self._seen_ssrc is None
-        ):
-            return None
-        return unwrap_rtx(packet, payload_type=apt, ssrc=self._seen_ssrc)
-
     def _keyframe_needed(self) -> bool:
         return any(s.waiting_for_keyframe for s in self._subscriptions) or any(
             f.waiting_for_keyframe and not f.paused for f in self._forwards
@@ -188,17 +180,34 @@ class PublishedTrack:
             counters=self._counters,
         )
         self._subscriptions.append(subscription)
+        if self.packet_source and not self._assembler.active:
+            # The subscription waits for a keyframe and asks for one when it is read.
+            self._assembler.start()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.close()
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
+        if not self._subscriptions:
+            self._assembler.stop()
+
+    @property
+    def frames_assembled(self) -> int:
+        """Frames assembled from this track's packets (for frame consumers) so far."""
+        return self._assembler.frames
+
+    def _on_assembled(self, data: bytes, timestamp: int) -> None:
+        # Counted as received in on_packet already.
+        self._fan_out(EncodedFrame(data, timestamp, is_keyframe(self.codec.name, data)))
 
     def push(self, frame: EncodedFrame) -> None:
         """Fan a frame out; a full subscription drops it and only hurts its subscriber."""
         self.frames += 1
         self._counters.frames_received += 1
+        self._fan_out(frame)
+
+    def _fan_out(self, frame: EncodedFrame) -> None:
         for subscription in self._subscriptions:
             subscription.push(frame)
 
@@ -208,9 +217,10 @@ class PublishedTrack:
             subscription.close()
         self._subscriptions.clear()
         self._forwards.clear()
+        self._assembler.stop()
 
     def _send_pli(self) -> None:
-        ssrc = self._media_ssrc
+        ssrc = self._media_ssrc or self._seen_ssrc
         if ssrc is None:
             # The offer declared no SSRC: the first one seen is the media (RTX comes later).
             sources = self._receiver.getSynchronizationSources()
@@ -306,6 +316,8 @@ class Publisher:
                     "The server could not set up your media. Try again in a moment.",
                     code="internal",
                 ) from error
+            if self._settings.packet_forwarding:
+                aiortc_hooks.take_over_rtp_input(pc)
             self._update_tracks(pc, checked.sections, labels)
             return str(pc.localDescription.sdp)
 
@@ -348,13 +360,17 @@ class Publisher:
             if mid is None or mid in self._tapped:
                 continue
             self._tapped.add(mid)
-            tap_encoded_frames(transceiver.receiver, partial(self._on_frame, mid))
             if self._settings.packet_forwarding:
-                aiortc_hooks.observe_rtp(transceiver.receiver, partial(self._on_packet, mid))
+                # Packets only: the track assembles frames itself while anyone wants them.
+                aiortc_hooks.take_over_receiver(
+                    transceiver.receiver, partial(self._on_packet, mid)
+                )
                 aiortc_hooks.observe_sender_reports(
                     transceiver.receiver, partial(self._on_sender_report, mid)
                 )
-            elif transceiver.kind == "audio":
+                continue
+            tap_encoded_frames(transceiver.receiver, partial(self._on_frame, mid))
+            if transceiver.kind == "audio":
                 aiortc_hooks.observe_rtp(transceiver.receiver, partial(self._on_rtp, mid))
 
     def _update_tracks(

@@ -203,6 +203,47 @@ async def test_audio_and_video_play_in_sync(meet: Meet) -> None:
     assert statistics.median(abs(gap) for gap in gaps) < 400, gaps
 
 
+_SENDER_FEEDBACK_JS = """
+async () => {
+  const pc = window.visio?.publishPc;
+  if (!pc) return {};
+  const result = {};
+  for (const report of (await pc.getStats()).values()) {
+    if (report.type === "remote-inbound-rtp") {
+      result[report.kind] = {
+        roundTripTime: report.roundTripTime ?? null,
+        packetsLost: report.packetsLost ?? null,
+        fractionLost: report.fractionLost ?? null,
+      };
+    }
+  }
+  return result;
+}
+"""
+
+
+async def test_a_publishing_browser_gets_receiver_reports_from_the_bridge(meet: Meet) -> None:
+    # The bridge handles a publisher's packets itself (aiortc_hooks.PacketReceiver), not
+    # with aiortc's receiver: Chromium still gets the RTCP receiver reports its rate
+    # control reads, with the last SR echoed right, so it measures a round-trip time.
+    alice = await meet.join("alice")
+    bob = await meet.join("bob")
+    await wait_for_remote_media(bob.page, [await participant_id(alice)])
+
+    async def feedback() -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = await alice.page.evaluate(_SENDER_FEEDBACK_JS)
+        return result
+
+    def reported(last: dict[str, dict[str, Any]]) -> bool:
+        return all((last.get(kind) or {}).get("roundTripTime") for kind in ("audio", "video"))
+
+    came, last = await poll_stats(feedback, reported, within=15)
+    assert came, last
+    for kind in ("audio", "video"):
+        assert 0 < last[kind]["roundTripTime"] < 1.0, last
+        assert last[kind]["packetsLost"] == 0, last  # loopback loses nothing
+
+
 async def open_meeting_expecting_end(person: Participant, url: str) -> None:
     await person.page.goto(url)
     await person.page.locator("#join-button").click()

@@ -12,6 +12,9 @@ from typing import Any
 import aioice.ice
 import pytest
 from aiortc import RTCIceServer, RTCPeerConnection, VideoStreamTrack
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtpPacket
 
 from bridge.media import aiortc_hooks
 from bridge.media.frames import EncodedFrame
@@ -202,11 +205,69 @@ async def test_a_taken_over_sender_sends_what_we_write_and_reports_our_figures()
     await receiving.close()
 
 
-async def test_the_receivers_codecs_are_where_the_hooks_look() -> None:
+async def test_the_receivers_internals_are_where_the_hooks_look() -> None:
     pc = new_peer_connection([])
-    receiver = pc.addTransceiver("video").receiver
-    assert isinstance(getattr(receiver, aiortc_hooks._RECEIVER_CODECS), dict)
+    video, audio = pc.addTransceiver("video").receiver, pc.addTransceiver("audio").receiver
+    for receiver in (video, audio):
+        assert isinstance(getattr(receiver, aiortc_hooks._RECEIVER_CODECS), dict)
+        assert isinstance(getattr(receiver, aiortc_hooks._REMOTE_STREAMS), dict)
+        assert isinstance(getattr(receiver, aiortc_hooks._RTX_SSRC), dict)
+        assert isinstance(getattr(receiver, aiortc_hooks._ACTIVE_SSRC), dict)
+        assert isinstance(getattr(receiver, aiortc_hooks._RTCP_SSRC), int)
+        assert receiver._enabled is True
+    dtls = video.transport
+    for name in aiortc_hooks.DTLS_RECEIVE_ATTRIBUTES:
+        assert hasattr(dtls, name), name
+    assert callable(dtls._rtp_router.route_rtp)
+    connection = dtls.transport.iceGatherer._connection
+    assert isinstance(connection._queue, asyncio.Queue)
+    assert isinstance(connection._protocols, list)
+    # The REMB estimator is there for video only, and is what PacketReceiver feeds.
+    assert isinstance(getattr(video, aiortc_hooks._BITRATE_ESTIMATOR), RemoteBitrateEstimator)
+    assert getattr(audio, aiortc_hooks._BITRATE_ESTIMATOR) is None
     await pc.close()
+
+
+def _arrivals() -> list[tuple[int, int, float]]:
+    """(sequence number, RTP timestamp, arrival) of a video stream with a loss, a late
+    packet, a duplicate, and the sequence numbers wrapping."""
+    packets = [(seq & 0xFFFF, 3000 * (seq // 3), seq * 0.011) for seq in range(65530, 65560)]
+    late = packets.pop(8)
+    packets.insert(11, late)
+    del packets[20]
+    packets.insert(15, packets[14])
+    return packets
+
+
+def test_received_stream_counts_as_aiortcs_statistics_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, theirs = aiortc_hooks.ReceivedStream(90000), StreamStatistics(90000)
+    for seq, timestamp, arrival in _arrivals():
+        ours.count(seq, timestamp, arrival)
+        # aiortc's reads the wall clock; give it the same arrival.
+        monkeypatch.setattr(time, "time", lambda arrival=arrival: arrival)
+        theirs.add(RtpPacket(sequence_number=seq, timestamp=timestamp))
+    monkeypatch.undo()
+    for name in ("base_seq", "max_seq", "cycles", "packets_received", "jitter"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert (ours.packets_lost, ours.fraction_lost) == (theirs.packets_lost, theirs.fraction_lost)
+    # One lost, one repeated: RFC 3550 counts them even.
+    assert (ours.packets_lost, ours.packets_received, ours.cycles) == (0, 30, 1 << 16)
+
+
+def test_missing_packets_are_found_across_the_wrap_and_forgotten_when_they_come() -> None:
+    missing = aiortc_hooks._MissingPackets()
+    assert not missing.add(65533)
+    assert not missing.add(65534)
+    assert missing.add(1)  # 65535 and 0 are missing
+    assert missing.missing == {65535, 0}
+    assert not missing.add(0)  # a retransmission
+    assert not missing.add(0)
+    assert missing.missing == {65535}
+    assert not missing.add(2)
+    # A long gap asks for the most recent NACK_WINDOW packets only.
+    assert missing.add(1000)
+    assert len(missing.missing) == aiortc_hooks.NACK_WINDOW
+    assert min(missing.missing) == 1000 - aiortc_hooks.NACK_WINDOW
 
 
 def test_ntp_time_matches_aiortcs() -> None:
