@@ -141,6 +141,9 @@ class LiveKitDoor:
         self.sessions: set[LiveKitSession] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._version = 0
+        #: The simulcast layers each video track's publisher declared (add_track), by
+        #: track sid: what a subscriber's requested size is matched against.
+        self.video_layers: dict[str, list[models.VideoLayer]] = {}
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work that :meth:`close` waits for."""
@@ -410,6 +413,7 @@ class LiveKitSession:
             if joined and delayed is not None:
                 delayed.disconnected(*key)
             if self.participant is not None:
+                self.door.video_layers.pop(track_sid(self.participant.id, "camera"), None)
                 await self.participant.leave()
             await self.outbox.close()
 
@@ -545,6 +549,8 @@ class LiveKitSession:
         elif kind == "track_setting":
             setting = request.track_setting
             self._receive(participant, setting.track_sids, not setting.disabled)
+            if not setting.disabled:
+                self._choose_layer(participant, setting)
         elif kind == "subscription":
             update = request.subscription
             sids = [
@@ -568,6 +574,20 @@ class LiveKitSession:
                 for source in person.tracks:
                     if track_sid(pid, source) == sid and pid != participant.id:
                         participant.set_receiving(pid, source, receiving)
+
+    def _choose_layer(self, participant: Participant, setting: rtc.UpdateTrackSettings) -> None:
+        """The simulcast layer a client asks for: by size (adaptive stream: the smallest
+        layer at least as wide as the video element), else by quality (low, medium,
+        high). Forwarded from that layer's next keyframe on."""
+        for sid in setting.track_sids[:64]:
+            for pid, person in self.people.items():
+                if pid == participant.id or track_sid(pid, "camera") != sid:
+                    continue
+                if "camera" not in person.tracks:
+                    continue
+                layer = _layer_for(self.door.video_layers.get(sid, []), setting)
+                if layer is not None:
+                    participant.set_layer(pid, "camera", layer)
 
     async def _publish(self, participant: Participant, offer: rtc.SessionDescription) -> None:
         sources = {
@@ -626,6 +646,10 @@ class LiveKitSession:
         )
         info.width, info.height = request.width, request.height
         info.layers.extend(request.layers)
+        if source == "camera":
+            self.door.video_layers[track_sid(participant.id, source)] = list(
+                request.layers[:MAX_LAYERS]
+            )
         self.send(
             rtc.SignalResponse(
                 track_published=rtc.TrackPublishedResponse(cid=request.cid, track=info)
@@ -644,3 +668,30 @@ class LiveKitSession:
         audio = muted if source == "microphone" else participant.audio_muted
         video = muted if source == "camera" else participant.video_muted
         await participant.set_muted(audio=audio, video=video)
+
+
+#: Layers kept per published camera (livekit-client declares three at most).
+MAX_LAYERS = 4
+#: LiveKit's qualities, as simulcast layers counted from the lowest.
+_QUALITY_LAYERS = {
+    models.VideoQuality.LOW: 0,
+    models.VideoQuality.MEDIUM: 1,
+    models.VideoQuality.HIGH: 2,
+}
+
+
+def _layer_for(
+    layers: Sequence[models.VideoLayer], setting: rtc.UpdateTrackSettings
+) -> int | None:
+    """The layer (0 the lowest) for a subscriber's track settings; None: none asked."""
+    qualities = sorted({layer.quality for layer in layers if layer.quality in _QUALITY_LAYERS})
+    if setting.width > 0 and layers:
+        fitting = sorted(
+            (layer for layer in layers if layer.quality in _QUALITY_LAYERS),
+            key=lambda layer: layer.width,
+        )
+        chosen = next((x for x in fitting if x.width >= setting.width), None)
+        chosen = chosen or (fitting[-1] if fitting else None)
+        if chosen is not None and qualities:
+            return qualities.index(chosen.quality)
+    return _QUALITY_LAYERS.get(setting.quality)

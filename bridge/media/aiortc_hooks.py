@@ -73,9 +73,9 @@ import aioice.turn
 import pylibsrtp
 from aiortc import RTCIceTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import clock as aiortc_clock
-from aiortc.codecs import depayload
+from aiortc.codecs import HEADER_EXTENSIONS, depayload
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import StreamStatistics, TimestampMapper
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -175,6 +175,26 @@ _STATISTICS_ATTRIBUTES = (
 )
 
 _check_versions()
+
+#: The RTP header extensions that name a simulcast layer (RFC 8852): aiortc parses them
+#: (``RtpPacket.extensions.rtp_stream_id``) but does not negotiate them.
+RID_EXTENSIONS = (
+    "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+    "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+)
+
+
+def accept_simulcast_extensions() -> None:
+    """Let aiortc negotiate :data:`RID_EXTENSIONS` for video, so that an answer to a
+    simulcast offer keeps them and incoming packets say their layer. Ids 10 and 11 are
+    only those of aiortc's own offers (an answer keeps the offer's)."""
+    video = HEADER_EXTENSIONS["video"]
+    for number, uri in enumerate(RID_EXTENSIONS, start=10):
+        if all(e.uri != uri for e in video):
+            video.append(RTCRtpHeaderExtensionParameters(id=number, uri=uri))
+
+
+accept_simulcast_extensions()
 
 
 def restart_media_when_connected(pc: RTCPeerConnection) -> None:
@@ -610,8 +630,14 @@ class PacketReceiver:
         self._streams: dict[int, ReceivedStream] = {}
         self._active: dict[int, Any] = {}
         self._estimator: Any = None
-        self._missing: _MissingPackets | None = None
+        #: Whether lost packets are NACKed (video), and what each SSRC is missing.
+        self._nack = False
+        self._missing: dict[int, _MissingPackets] = {}
         self._media_ssrc: int | None = None
+        #: Simulcast: each layer's SSRC by rid, and RTX SSRCs learned from their
+        #: repaired rid (an offer with rids declares no SSRC).
+        self._rid_ssrc: dict[str, int] = {}
+        self._repairs: dict[int, int] = {}
         # RTCP sends under way (a task must be referenced until it ends).
         self._sending: set[asyncio.Future[None]] = set()
 
@@ -631,7 +657,7 @@ class PacketReceiver:
         self._active = getattr(receiver, _ACTIVE_SSRC)
         self._estimator = getattr(receiver, _BITRATE_ESTIMATOR)
         # aiortc sends NACKs for video only; its estimator exists for video only.
-        self._missing = _MissingPackets() if self._estimator is not None else None
+        self._nack = self._estimator is not None
         self._codecs = found
         return found
 
@@ -672,16 +698,35 @@ class PacketReceiver:
                 self._send(self._remb(*remb))
         apt = known[1]
         if apt is not None:
-            original = self._rtx_ssrc.get(ssrc, self._media_ssrc)
+            original = self._rtx_ssrc.get(ssrc) or self._repaired(packet)
             if original is None or len(packet.payload) < 2:
                 return  # padding on the RTX stream (a bandwidth probe), or nothing to repair
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original)
-        elif self._media_ssrc is None:
-            self._media_ssrc = ssrc
-        missing = self._missing
-        if missing is not None and missing.add(packet.sequence_number):
-            self._send(receiver._send_rtcp_nack(packet.ssrc, sorted(missing.missing)))
+        else:
+            rid = packet.extensions.rtp_stream_id
+            if rid is not None:
+                self._rid_ssrc[rid] = ssrc
+            if self._media_ssrc is None:
+                self._media_ssrc = ssrc
+        if self._nack:
+            missing = self._missing.get(packet.ssrc)
+            if missing is None:
+                missing = self._missing[packet.ssrc] = _MissingPackets()
+            if missing.add(packet.sequence_number):
+                self._send(receiver._send_rtcp_nack(packet.ssrc, sorted(missing.missing)))
         self._on_packet(packet)
+
+    def _repaired(self, packet: RtpPacket) -> int | None:
+        """The media SSRC an RTX packet repairs: a simulcast layer's, by the repaired rid
+        its first packets carry, else the one media SSRC seen."""
+        original = self._repairs.get(packet.ssrc)
+        if original is None:
+            rid = packet.extensions.repaired_rtp_stream_id
+            original = self._rid_ssrc.get(rid) if rid is not None else None
+            if original is None:
+                return self._media_ssrc
+            self._repairs[packet.ssrc] = original
+        return original
 
     def _send(self, rtcp: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(rtcp)

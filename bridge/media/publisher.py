@@ -31,7 +31,7 @@ from .peer import (
     set_local_description,
 )
 from .rtp_forward import PacketForward, keyframe_start, ntp_abs_send_time
-from .sdp_rules import SdpSection, check_publish_offer
+from .sdp_rules import SdpSection, add_simulcast_recv, check_publish_offer
 from .settings import MediaSettings
 from .subscription import Subscription
 
@@ -45,6 +45,11 @@ Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 #: (instead of asking for one more), and the most packets kept for that.
 CATCH_UP_SECONDS = 0.5
 CATCH_UP_PACKETS = 256
+#: A subscriber's simulcast layer unless it asks for another: the best one sent.
+BEST_LAYER = 255
+#: A simulcast layer with no packet for this long is taken as stopped (a browser drops
+#: its upper layers when its bandwidth or CPU falls short).
+LAYER_TIMEOUT = 1.0
 
 
 class PublishedTrack:
@@ -61,6 +66,7 @@ class PublishedTrack:
         clock: Clock,
         spawn: Spawn,
         counters: MediaCounters | None = None,
+        rids: tuple[str, ...] = (),
     ) -> None:
         self.participant_id = participant_id
         self._counters = counters or MediaCounters()
@@ -97,6 +103,19 @@ class PublishedTrack:
             settings.keyframe_request_interval,
             still_needed=self._keyframe_needed,
         )
+        self._clock = clock
+        self._keyframe_interval = settings.keyframe_request_interval
+        #: Simulcast (packet path only): the layers' rids, lowest first, each layer's
+        #: SSRC (learned from the rid its packets carry), when each was last seen, its
+        #: sender report, and who asks it for keyframes.
+        self.rids = rids
+        self._rank_of: dict[int, int] = {}
+        self._ssrc_of: dict[int, int] = {}
+        self._layer_seen = [-LAYER_TIMEOUT] * len(rids)
+        self._reports: dict[int, tuple[int, int]] = {}
+        self._layer_keyframes: dict[int, KeyframeRequester] = {}
+        #: The layer frames are assembled from (the best one sent).
+        self._frame_layer = len(rids) - 1
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -111,6 +130,116 @@ class PublishedTrack:
         if forward not in self._forwards:
             self._forwards.append(forward)
 
+    def attach_forward(self, forward: PacketForward, layer: int = BEST_LAYER) -> None:
+        """Play this track on ``forward`` from its next keyframe; with simulcast, the
+        ``layer`` it asks for (0 the lowest), or the nearest one sent."""
+        if not self.rids:
+            forward.attach(self.keyframes.request, lambda: self.sender_report, self.recent)
+        else:
+            forward.want = layer
+            forward.attach(
+                lambda: self.request_keyframe(forward),
+                lambda: self._reports.get(self._ssrc_of.get(forward.layer, -1)),
+            )
+        self.add_forward(forward)
+
+    def set_layer(self, forward: PacketForward, layer: int) -> None:
+        """Move ``forward`` to another simulcast layer, at that layer's next keyframe
+        (asked for now)."""
+        if self.rids and forward.want != layer:
+            forward.want = layer
+            if forward.attached:
+                self.request_keyframe(forward)
+
+    def request_keyframe(self, forward: PacketForward | None, explicit: bool = False) -> None:
+        """A keyframe for ``forward`` (the layer it plays or waits for), or for frame
+        consumers."""
+        if not self.rids:
+            self.keyframes.request(explicit=explicit)
+            return
+        if forward is None:
+            rank = self._frame_layer
+        else:
+            rank = self._target(forward.want, time.monotonic())
+        requester = self._layer_keyframes.get(rank)
+        if requester is None:
+            requester = self._layer_keyframes[rank] = KeyframeRequester(
+                lambda: self._send_pli_to(self._ssrc_of.get(rank)),
+                self._clock,
+                self._keyframe_interval,
+            )
+        requester.request(explicit=explicit)
+
+    def _target(self, want: int, now: float) -> int:
+        """The layer a subscriber that wants ``want`` gets: the best one sent at or below
+        it, else the lowest one sent; ``want`` itself (clipped) while none is."""
+        seen = self._layer_seen
+        best = -1
+        lowest = -1
+        for rank in range(len(seen)):
+            if now - seen[rank] < LAYER_TIMEOUT:
+                if lowest < 0:
+                    lowest = rank
+                if rank <= want:
+                    best = rank
+        if best >= 0:
+            return best
+        return lowest if lowest >= 0 else min(want, len(seen) - 1)
+
+    def _on_layer_packet(self, packet: RtpPacket) -> None:
+        """A packet of a simulcast track: each forward plays one layer, and moves to the
+        layer it should play at that layer's next keyframe."""
+        rank = self._rank_of.get(packet.ssrc)
+        if rank is None:
+            rid = packet.extensions.rtp_stream_id
+            if rid is None or rid not in self.rids:
+                return  # no layer known for it yet (its first packets say which)
+            rank = self.rids.index(rid)
+            self._rank_of.pop(self._ssrc_of.get(rank, -1), None)
+            self._rank_of[packet.ssrc] = rank
+            self._ssrc_of[rank] = packet.ssrc
+        now = time.monotonic()
+        self._layer_seen[rank] = now
+        payload = packet.payload
+        if not payload:
+            return  # padding only (a bandwidth probe)
+        keyframe = self._keyframe_start(payload)
+        self.packets += 1
+        self._counters.packets_received += 1
+        frame_layer = self._target(BEST_LAYER, now)
+        if packet.marker and rank == frame_layer:
+            self.frames += 1
+            self._counters.frames_received += 1
+        forwards = self._forwards
+        if forwards:
+            ntp = aiortc_hooks.ntp_time()
+            abs_send_time = ntp_abs_send_time(ntp)
+            shared: dict[bytes, bytes] = {}
+            targets: dict[int, int] = {}
+            for forward in forwards:
+                want = forward.want
+                target = targets.get(want)
+                if target is None:
+                    target = targets[want] = self._target(want, now)
+                if forward.layer != rank:
+                    if rank != target:
+                        continue
+                    if not keyframe:
+                        if not forward.paused:
+                            self.request_keyframe(forward)  # it waits for this layer's
+                        continue
+                    forward.switch_layer(rank)
+                elif rank != target and not forward.paused:
+                    self.request_keyframe(forward)  # for the layer it moves to
+                forward.forward(packet, keyframe, ntp, abs_send_time, None, shared)
+        if self._assembler.active:
+            if frame_layer != self._frame_layer:
+                self._frame_layer = frame_layer
+                self._assembler.start()  # from that layer's next keyframe
+                self.request_keyframe(None)
+            if rank == frame_layer and self._assembler.add(packet, keyframe):
+                self.request_keyframe(None)
+
     def remove_forward(self, forward: PacketForward) -> None:
         if forward in self._forwards:
             self._forwards.remove(forward)
@@ -118,6 +247,9 @@ class PublishedTrack:
     def on_packet(self, packet: RtpPacket) -> None:
         """Fan one decrypted RTP packet (RTX already unwrapped) out to every forward, on
         the packet handler; assemble frames from it too while anyone wants them."""
+        if self.rids:
+            self._on_layer_packet(packet)
+            return
         if self._seen_ssrc is None:
             self._seen_ssrc = packet.ssrc
         payload = packet.payload
@@ -162,8 +294,12 @@ class PublishedTrack:
         return ()
 
     def on_sender_report(self, ssrc: int, ntp: int, rtp: int) -> None:
-        """The publisher's RTCP SR: keep the media stream's clock pair (lip sync)."""
-        if ssrc == self._seen_ssrc:
+        """The publisher's RTCP SR: keep the media stream's clock pair (lip sync); each
+        simulcast layer's own."""
+        if self.rids:
+            if ssrc in self._rank_of:
+                self._reports[ssrc] = (ntp, rtp)
+        elif ssrc == self._seen_ssrc:
             self.sender_report = (ntp, rtp)
 
     def _keyframe_needed(self) -> bool:
@@ -213,13 +349,24 @@ class PublishedTrack:
 
     def close(self) -> None:
         self.keyframes.close()
+        for requester in self._layer_keyframes.values():
+            requester.close()
         for subscription in self._subscriptions:
             subscription.close()
         self._subscriptions.clear()
         self._forwards.clear()
         self._assembler.stop()
 
+    def _send_pli_to(self, ssrc: int | None) -> None:
+        if ssrc is not None:
+            self._counters.keyframe_requests += 1
+            self._spawn(aiortc_hooks.send_pli(self._receiver, ssrc))
+
     def _send_pli(self) -> None:
+        if self.rids:
+            # Frame consumers (subscriptions) take the layer frames are assembled from.
+            self._send_pli_to(self._ssrc_of.get(self._frame_layer))
+            return
         ssrc = self._media_ssrc or self._seen_ssrc
         if ssrc is None:
             # The offer declared no SSRC: the first one seen is the media (RTX comes later).
@@ -319,7 +466,8 @@ class Publisher:
             if self._settings.packet_forwarding:
                 aiortc_hooks.take_over_rtp_input(pc)
             self._update_tracks(pc, checked.sections, labels)
-            return str(pc.localDescription.sdp)
+            layers = {s.mid: self._layers(s) for s in checked.sections if self._layers(s)}
+            return add_simulcast_recv(str(pc.localDescription.sdp), layers)
 
     async def add_candidate(self, candidate: RTCIceCandidate) -> None:
         """A candidate the client trickled; kept until the offer it belongs to is in."""
@@ -379,7 +527,12 @@ class Publisher:
         by_mid = {s.mid: s for s in sections}
         for mid, track in list(self._tracks.items()):
             section = by_mid.get(mid)
-            if labels.get(mid) != track.source or section is None or section.codec != track.codec:
+            if (
+                labels.get(mid) != track.source
+                or section is None
+                or section.codec != track.codec
+                or self._layers(section) != track.rids
+            ):
                 self._unpublish(mid)
         receivers = {t.mid: t.receiver for t in pc.getTransceivers()}
         for mid, source in labels.items():
@@ -396,6 +549,7 @@ class Publisher:
                 self._clock,
                 self._spawn,
                 self._counters,
+                rids=self._layers(section),
             )
             track.packet_source = self._settings.packet_forwarding
             self._tracks[mid] = track
@@ -403,6 +557,11 @@ class Publisher:
                 "%s publishes %s (%s)", self.participant_id, source, section.codec.mimeType
             )
             self._listener.track_published(track)
+
+    def _layers(self, section: SdpSection) -> tuple[str, ...]:
+        """The simulcast layers taken from a section: all it sends on the packet path;
+        none on the frame path, whose receiver takes one stream (the first layer)."""
+        return section.rids if self._settings.packet_forwarding else ()
 
     def _unpublish(self, mid: str) -> None:
         track = self._tracks.pop(mid)

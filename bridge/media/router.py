@@ -182,6 +182,12 @@ class ParticipantMedia:
         if not self._closed:
             self.subscriber.set_receiving(track_id, receiving)
 
+    def set_layer(self, track_id: str, layer: int) -> None:
+        """Which simulcast layer of the track this participant receives (0 the lowest;
+        the change waits for that layer's next keyframe, asked for at once)."""
+        if not self._closed:
+            self.subscriber.set_layer(track_id, layer)
+
     async def add_candidate(self, connection: Connection, candidate: str) -> bool:
         """A candidate the client trickled (``candidate:...``) for its ``"publish"`` or
         ``"receive"`` connection. False when it was dropped: an address the server may

@@ -159,6 +159,7 @@ class PacketForward:
         "attached",
         "dropped",
         "frames",
+        "layer",
         "octets",
         "overflows",
         "packets",
@@ -166,6 +167,7 @@ class PacketForward:
         "paused",
         "retransmitted",
         "waiting_for_keyframe",
+        "want",
     )
 
     def __init__(self, output: RtpOutput, kind: str, counters: MediaCounters) -> None:
@@ -189,6 +191,10 @@ class PacketForward:
         self.waiting_for_keyframe = self._video
         #: Whether the subscriber asked not to receive this track for now.
         self.paused = False
+        #: Simulcast: the layer played now (-1: none yet) and the one asked for (the
+        #: publishing track moves it there; see PublishedTrack).
+        self.layer = -1
+        self.want = 255
         self._mid_frame = False
         self._resync = True
         self._new_source = True
@@ -250,6 +256,7 @@ class PacketForward:
         self._recent = recent
         self._fresh = True
         self.attached = True
+        self.layer = -1
         self._mid_frame = False
         self._new_source = True
         self._resync = True
@@ -263,6 +270,14 @@ class PacketForward:
         self._request_keyframe = lambda: None
         self._source_report = lambda: None
         self._recent = tuple
+
+    def switch_layer(self, layer: int) -> None:
+        """Play another simulcast layer of the same track from its keyframe, which comes
+        next: sequence numbers and timestamps go on from the last sent."""
+        self.layer = layer
+        self._new_source = True
+        self._resync = True
+        self.waiting_for_keyframe = False
 
     def pause(self) -> None:
         self.paused = True

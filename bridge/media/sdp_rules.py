@@ -38,7 +38,9 @@ channel section.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,6 +90,9 @@ class SdpSection:
     codec: RTCRtpCodecParameters
     #: The remote side's media SSRC, when the section declares one (``a=ssrc``).
     ssrc: int | None
+    #: The simulcast layers the remote side sends in this section (RFC 8853 rids),
+    #: lowest first; empty without simulcast.
+    rids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +135,77 @@ def check_publish_offer(
             media.direction = "inactive"
         _check_transport(media, settings)
         sections.append(_section(media, _narrow_codecs(media, settings)))
+    layers = simulcast_layers(str(text))
+    sections = [
+        dataclasses.replace(s, rids=layers.get(s.mid, ())) if s.kind == "video" else s
+        for s in sections
+    ]
     return CheckedSdp(_serialize(description), tuple(sections))
+
+
+#: The most simulcast layers taken from one video section (livekit-client and browsers
+#: send three at most).
+MAX_LAYERS = 3
+_RID = re.compile(r"[A-Za-z0-9_-]{1,16}")
+#: livekit-client's rids, lowest first (its offers list them in that order too).
+_LIVEKIT_RIDS = "qhf"
+
+
+def simulcast_layers(text: str) -> dict[str, tuple[str, ...]]:
+    """The simulcast layers each section of an offer sends, by mid, lowest first: the
+    rids of ``a=simulcast:send`` (first alternative of each, paused ones left out) that
+    an ``a=rid:<id> send`` declares. Sections with fewer than two, or more than
+    :data:`MAX_LAYERS`, or anything malformed, get none (one layer flows)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for section in text.replace("\r\n", "\n").split("\nm=")[1:]:
+        mid = None
+        declared: set[str] = set()
+        listed: list[str] = []
+        for line in section.split("\n"):
+            if line.startswith("a=mid:"):
+                mid = line[6:].strip()
+            elif line.startswith("a=rid:"):
+                rid, _, rest = line[6:].partition(" ")
+                if rest.split(" ", 1)[0] == "send" and _RID.fullmatch(rid):
+                    declared.add(rid)
+            elif line.startswith("a=simulcast:send "):
+                streams = line[len("a=simulcast:send ") :].split(" ", 1)[0]
+                listed = [alt.split(",")[0] for alt in streams.split(";")]
+        rids = tuple(r for r in listed if r in declared)
+        if mid is None or not 2 <= len(rids) <= MAX_LAYERS or len(set(rids)) != len(rids):
+            continue
+        if all(r in _LIVEKIT_RIDS for r in rids):
+            rids = tuple(sorted(rids, key=_LIVEKIT_RIDS.index))
+        found[mid] = rids
+    return found
+
+
+def add_simulcast_recv(answer: str, layers: dict[str, tuple[str, ...]]) -> str:
+    """The answer, with each simulcast section's layers accepted (``a=rid:<id> recv``,
+    ``a=simulcast:recv``), so that the publisher sends them all (aiortc writes no
+    simulcast lines of its own)."""
+    if not layers:
+        return answer
+    out: list[str] = []
+    mid = ""
+    for line in answer.split("\r\n"):
+        if line.startswith("m=") and mid in layers:
+            out += _simulcast_lines(layers[mid])
+            mid = ""
+        if line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        out.append(line)
+    if mid in layers:
+        # The last section: before the final empty line.
+        tail = out.pop() if out and out[-1] == "" else None
+        out += _simulcast_lines(layers[mid])
+        if tail is not None:
+            out.append(tail)
+    return "\r\n".join(out)
+
+
+def _simulcast_lines(rids: tuple[str, ...]) -> list[str]:
+    return [f"a=rid:{rid} recv" for rid in rids] + [f"a=simulcast:recv {';'.join(rids)}"]
 
 
 def check_answer(text: object, settings: MediaSettings, offered_sections: int) -> CheckedSdp:

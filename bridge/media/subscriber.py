@@ -29,7 +29,7 @@ from .peer import (
     on_never_connected,
     set_local_description,
 )
-from .publisher import PublishedTrack, Spawn
+from .publisher import BEST_LAYER, PublishedTrack, Spawn
 from .rtp_forward import PacketForward
 from .sdp_rules import check_answer, codec_preferences
 from .settings import MediaSettings
@@ -104,6 +104,8 @@ class Subscriber:
         self._trickled = TrickledCandidates()
         #: Tracks the participant asked not to receive for now, by track id.
         self._paused: set[str] = set()
+        #: The simulcast layer the participant asked for, by track id (default: best).
+        self._layers: dict[str, int] = {}
         self._closed = False
         self._log = log
         #: Offers sent so far.
@@ -178,10 +180,9 @@ class Subscriber:
             assert published is not None
             if slot.forward is not None:
                 if not slot.forward.attached:
-                    slot.forward.attach(
-                        published.keyframes.request, _report_of(published), published.recent
+                    published.attach_forward(
+                        slot.forward, self._layers.get(published.track_id, BEST_LAYER)
                     )
-                    published.add_forward(slot.forward)
             elif slot.subscription is not None:
                 slot.track.attach(slot.subscription, published.source)
         self._kick()
@@ -201,6 +202,16 @@ class Subscriber:
                     flow.resume()
                 else:
                     flow.pause()
+
+    def set_layer(self, track_id: str, layer: int) -> None:
+        """Which simulcast layer of one track to forward (0 the lowest)."""
+        self._layers.pop(track_id, None)
+        if len(self._layers) < MAX_PAUSED:
+            self._layers[track_id] = layer
+        for slot in self._slots:
+            published = slot.published
+            if published is not None and published.track_id == track_id and slot.forward:
+                published.set_layer(slot.forward, layer)
 
     async def add_candidate(self, candidate: RTCIceCandidate) -> None:
         """A candidate the client trickled for this connection; kept until its answer."""
@@ -273,7 +284,7 @@ class Subscriber:
 
     def _on_pli(self, slot: _Slot) -> None:
         if slot.published is not None:
-            slot.published.keyframes.request(explicit=True)
+            slot.published.request_keyframe(slot.forward, explicit=True)
 
     def _changed(self) -> None:
         self._dirty = True
@@ -330,7 +341,3 @@ class Subscriber:
                 self._settings.answer_timeout,
             )
             self._on_lost("no answer")
-
-
-def _report_of(published: PublishedTrack) -> Callable[[], tuple[int, int] | None]:
-    return lambda: published.sender_report

@@ -181,6 +181,9 @@ class RemoteParticipant:
     def set_receiving(self, track_id: str, receiving: bool) -> None:
         """Nothing to do: what they receive crosses the trunk once for everyone there."""
 
+    def set_layer(self, track_id: str, layer: int) -> None:
+        """Nothing to do: the trunk carries one layer for everyone there."""
+
     async def add_candidate(self, connection: Connection, candidate: str) -> bool:
         """Refused: they have no connection here."""
         raise MediaError(self._over_the_trunk())

@@ -103,6 +103,10 @@ class Participant:
         """Pause or resume receiving one of another participant's tracks."""
         self._media().set_receiving(f"{publisher_id}/{source}", receiving)
 
+    def set_layer(self, publisher_id: str, source: str, layer: int) -> None:
+        """Receive a simulcast layer of another participant's video: 0 the lowest."""
+        self._media().set_layer(f"{publisher_id}/{source}", layer)
+
     async def add_candidate(self, connection: Connection, candidate: str) -> bool:
         """An ICE candidate the participant's client trickled (see the media interface)."""
         return await self._media().add_candidate(connection, candidate)

@@ -150,6 +150,11 @@ class ParticipantMedia(Protocol):
         participant (a client that does not show it asks for this)."""
         ...
 
+    def set_layer(self, track_id: str, layer: int) -> None:
+        """Which simulcast layer of a track this participant receives: 0 the lowest,
+        higher ones better (clipped to what the publisher sends)."""
+        ...
+
     async def add_candidate(self, connection: Connection, candidate: str) -> bool:
         """An ICE candidate the client trickled for one of its connections; False when
         the server may not use it (raises :class:`MediaError` when it is no candidate)."""

@@ -140,3 +140,96 @@ async def test_livekit_client_pages_and_the_web_client_meet(
     finally:
         for page in pages:
             await page.close()
+
+
+async def _set_quality(page: Participant, publisher: str, quality: str) -> None:
+    """What Element Call's tiles do without adaptive stream: ask for a quality of a
+    remote camera (livekit-client sends the track settings)."""
+    await page.page.evaluate(
+        """([identity, quality]) => {
+          const publisher = window.lk.room.remoteParticipants.get(identity);
+          const LK = window.LivekitClient;
+          const camera = publisher.getTrackPublication(LK.Track.Source.Camera);
+          camera.setVideoQuality(LK.VideoQuality[quality]);
+        }""",
+        [publisher, quality],
+    )
+
+
+async def _camera_width(page: Participant, publisher: str) -> int:
+    tracks = (await lk_stats(page)).get(publisher) or {}
+    video = [t for t in tracks.values() if t.get("kind") == "video"]
+    return int(video[0].get("frameWidth") or 0) if video else 0
+
+
+async def test_each_subscriber_gets_the_simulcast_layer_it_asks_for(
+    stack: Stack,
+    browser: Browser,  # noqa: F811
+    livekit_site_url: str,  # noqa: F811
+) -> None:
+    """Alice publishes her camera as Element Call does (720p, simulcast at 180p, 360p
+    and 720p): the bridge takes all three layers, and Bob and Carol each receive the
+    layer they ask for, switching when they ask again."""
+    bridge = stack.bridge
+    assert bridge is not None
+    alice, bob, carol = [await stack.user(n) for n in ("alice", "bob", "carol")]
+    room_id = await stack.room_with_bot(alice)
+    for user in (bob, carol):
+        await alice.invite(room_id, user.user_id)
+        await user.join(room_id)
+    tokens = {
+        user.user_id: await livekit_token(stack, user, room_id, device)
+        for user, device in ((alice, "A"), (bob, "B"), (carol, "C"))
+    }
+    now_s = bridge.clock.now_ms() // 1000
+    a_identity = bridge.livekit_tokens.check(tokens[alice.user_id]["jwt"], now_s).identity
+    pages: list[Participant] = []
+    try:
+        a = await open_livekit_page(browser, livekit_site_url)
+        pages.append(a)
+        token = tokens[alice.user_id]
+        await lk_connect(a, token["url"], token["jwt"], {"elementCall": True})
+        viewers = []
+        for user in (bob, carol):
+            page = await open_livekit_page(browser, livekit_site_url)
+            pages.append(page)
+            token = tokens[user.user_id]
+            # Without adaptive stream a tile asks for a quality, not a size.
+            options = {"room": {"adaptiveStream": False}, "publish": False}
+            await lk_connect(page, token["url"], token["jwt"], options)
+            viewers.append(page)
+        b, c = viewers
+
+        # All three layers flow from Alice's browser to the bridge.
+        async def three_layers() -> bool:
+            outbound = await lk_outbound_stats(a)
+            rids = {rid for t in outbound["tracks"].values() for rid in t["sendingRids"]}
+            return rids >= {"q", "h", "f"}
+
+        await eventually(three_layers, within=30)
+
+        async def widths(low: Participant, high: Participant) -> bool:
+            small, large = (
+                await _camera_width(low, a_identity),
+                await _camera_width(high, a_identity),
+            )
+            return 0 < small <= 320 and large > 2 * small
+
+        await _set_quality(b, a_identity, "LOW")
+        await _set_quality(c, a_identity, "HIGH")
+        await eventually(lambda: widths(b, c), within=30)
+        # And the other way round: each switches at the new layer's keyframe.
+        await _set_quality(b, a_identity, "HIGH")
+        await _set_quality(c, a_identity, "LOW")
+        await eventually(lambda: widths(c, b), within=30)
+        # Frames kept coming through both switches.
+        for page in viewers:
+            await wait_for_livekit_media(page, [a_identity])
+    except BaseException:
+        print("meetings:", bridge.meetings.stats())
+        for index, page in enumerate(pages):
+            print(f"--- page {index} console:\n" + "\n".join(page.console[-40:]))
+        raise
+    finally:
+        for page in pages:
+            await page.close()
