@@ -219,11 +219,13 @@ async def test_screen_share_comes_and_goes_by_renegotiation(meetings: Meetings) 
 
     await alice.stop_screen()
     assert meeting.events[-1] == TrackUnpublished("alice", "alice/screen", "video", "screen")
-    await wait_for(lambda: ("alice alice.screen", "inactive") in directions(bob.offers[-1]).values())
+    inactive = ("alice alice.screen", "inactive")
+    await wait_for(lambda: inactive in directions(bob.offers[-1]).values())
 
     # Sharing again reuses the inactive m-line: the subscriber's SDP does not grow.
     await alice.share_screen()
-    await wait_for(lambda: ("alice alice.screen", "sendonly") in directions(bob.offers[-1]).values())
+    sending = ("alice alice.screen", "sendonly")
+    await wait_for(lambda: sending in directions(bob.offers[-1]).values())
     assert len(directions(bob.offers[-1])) == 3
     count = len(bob.frames_from("alice", "screen"))
     await wait_for(lambda: len(bob.frames_from("alice", "screen")) > count + 5)

@@ -172,7 +172,8 @@ async def test_unpublish_and_close_take_the_tracks_away(meetings: Meetings) -> N
         TrackUnpublished("alice", "alice/camera", "video", "camera")
     ]
     assert remote_alice.tracks == ()
-    await wait_for(lambda: ("alice alice.camera", "inactive") in directions(carol.offers[-1]).values())
+    inactive = ("alice alice.camera", "inactive")
+    await wait_for(lambda: inactive in directions(carol.offers[-1]).values())
 
     await trunk.satellite.close()
     assert trunk.on_satellite.closed == ["left"]
