@@ -27,8 +27,11 @@ codec, which they must support.
 
 Clients put all their ICE candidates in the SDP (no trickle ICE), bundle every section
 (``a=group:BUNDLE``), multiplex RTCP and label every sending section of a publish offer.
-Not supported: simulcast (``a=rid`` is dropped, one layer is sent), data channels (a
-publish offer may open some, which are ignored).
+Simulcast (RFC 8853, as livekit-client sends it): on the packet path the answer takes
+every layer the offer's ``a=simulcast:send`` lists, and each subscriber is forwarded one
+(:meth:`ParticipantMedia.set_layer`, the best by default), moving at that layer's next
+keyframe; on the frame path the answer takes none and one layer is sent. Data channels:
+a publish offer may open some, which are ignored.
 
 A *trunk* (:mod:`bridge.media.trunk`) joins the meeting to its twin on another agency's
 bridge over one connection: every track published here, except those that came over that
