@@ -15,6 +15,7 @@ from ruamel.yaml.comments import CommentedMap
 from yarl import URL
 
 from .config_update import comments_by_path, merge_missing
+from .meeting.media import MAX_TRUNK_TRACKS
 from .meeting.roles import Level
 
 EXAMPLE_CONFIG = "pkg://bridge/example-config.yaml"
@@ -370,7 +371,7 @@ class Config(BaseFileConfig):
                 raise ConfigError("federation.peer_bridges", f"{peer!r} is not a Matrix user id")
             if peer == self.bot_mxid:
                 raise ConfigError("federation.peer_bridges", "must not name this bridge's bot")
-        for key, top in (("max_trunks", 1000), ("trunk_tracks", 64)):
+        for key, top in (("max_trunks", 1000), ("trunk_tracks", MAX_TRUNK_TRACKS)):
             value = self[f"federation.{key}"]
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
                 raise ConfigError(f"federation.{key}", f"must be a whole number from 1 to {top}")

@@ -292,13 +292,15 @@ def trunk_codec_preferences(
     kind: str, settings: MediaSettings, first: str | None = None
 ) -> list[RTCRtpCodecCapability]:
     """What a trunk offer's section offers: Opus for audio; for video ``first`` (by
-    default the first of :attr:`MediaSettings.video_codecs`), then the others, with RTX.
-    The host keeps the first it supports (:func:`check_trunk_offer`)."""
+    default the first of :attr:`MediaSettings.video_codecs`) with RTX, and after another
+    codec the first one, which a host without it keeps instead (:func:`check_trunk_offer`
+    keeps the offer's order). Nothing more: the offer must fit in a Matrix event."""
+    primary = settings.video_codecs[0]
     if kind == "audio":
         names = ["opus"]
     else:
-        first = first or settings.video_codecs[0]
-        names = [first, *(c for c in settings.video_codecs if c != first)]
+        first = first or primary
+        names = [first] if first == primary else [first, primary]
     capabilities = RTCRtpSender.getCapabilities(kind).codecs
     # H.264 in aiortc's order (baseline first, as Chromium offers it and publishers thus
     # send it); the answer keeps one.

@@ -270,11 +270,12 @@ class Trunk:
         try:
             # Audio slots, then video slots for each video codec a publisher may use
             # here: the host keeps the codec each asks for when it has it.
-            wanted = [("audio", None)] * self._limits.audio + [
-                ("video", codec)
-                for codec in self._settings.video_codecs
-                for _ in range(self._limits.video)
-            ]
+            codecs = self._settings.video_codecs
+            wanted = (
+                [("audio", None)] * self._limits.audio
+                + [("video", codecs[0])] * self._limits.video
+                + [("video", c) for c in codecs[1:] for _ in range(self._limits.secondary_video)]
+            )
             for kind, codec in wanted:
                 slot = self._add_slot(pc, cast(Kind, kind))
                 slot.transceiver.setCodecPreferences(
@@ -300,7 +301,7 @@ class Trunk:
                 offer_sdp,
                 self._settings,
                 self._limits.audio,
-                self._limits.video * len(SUPPORTED_VIDEO_CODECS),
+                self._limits.video_sections(len(SUPPORTED_VIDEO_CODECS)),
             )
         except MediaError:
             self._phase = "new"

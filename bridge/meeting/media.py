@@ -190,15 +190,30 @@ class TrunkListener(Protocol):
 
 #: The largest message a trunk's state channel carries, in bytes of UTF-8.
 MAX_TRUNK_STATE_BYTES = 65536
+#: The most tracks of a kind a bridge may configure for one trunk
+#: (``federation.trunk_tracks``): its offer, with that many audio and video sections
+#: and the H.264 ones, must fit in one Matrix event (64 KiB with its envelope).
+MAX_TRUNK_TRACKS = 16
 
 
 @dataclass(frozen=True, slots=True)
 class TrunkLimits:
     """How many tracks one trunk carries each way, per kind (the sections of its one
-    offer: a trunk is negotiated once and never renegotiated)."""
+    offer: a trunk is negotiated once and never renegotiated). ``video`` is for the
+    bridge's first video codec; each other codec gets :meth:`secondary_video` more."""
 
     audio: int = 16
     video: int = 16
+
+    @property
+    def secondary_video(self) -> int:
+        """Video slots for each codec after the first (H.264 cameras are rare: a quarter,
+        so that the offer stays within a Matrix event)."""
+        return max(1, self.video // 4)
+
+    def video_sections(self, codecs: int) -> int:
+        """The video sections of an offer for ``codecs`` video codecs."""
+        return self.video + (codecs - 1) * self.secondary_video
 
 
 class TrunkMedia(Protocol):

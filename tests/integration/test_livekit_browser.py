@@ -6,11 +6,14 @@ seen and heard by them."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser
 
+from bridge.context import Bridge
 from tests.integration.browser import (  # noqa: F401 - the browser fixture
     Participant,
     browser,
@@ -29,7 +32,7 @@ from tests.integration.livekit_browser import (  # noqa: F401 - fixtures
     lk_stats,
     open_livekit_page,
 )
-from tests.integration.test_livekit_rtc import livekit_token
+from tests.integration.test_livekit_rtc import livekit_token, room_with
 
 pytestmark = [pytest.mark.integration, pytest.mark.bridge_config({"matrix_rtc.enabled": True})]
 
@@ -69,6 +72,22 @@ async def wait_for_livekit_media(
     return last
 
 
+@asynccontextmanager
+async def kept_pages(bridge: Bridge) -> AsyncIterator[list[Participant]]:
+    """The test's pages: closed at the end, their consoles shown when it fails."""
+    pages: list[Participant] = []
+    try:
+        yield pages
+    except BaseException:
+        print("meetings:", bridge.meetings.stats())
+        for index, page in enumerate(pages):
+            print(f"--- page {index} console:\n" + "\n".join(page.console[-40:]))
+        raise
+    finally:
+        for page in pages:
+            await page.close()
+
+
 async def test_livekit_client_pages_and_the_web_client_meet(
     stack: Stack,
     browser: Browser,  # noqa: F811
@@ -76,19 +95,14 @@ async def test_livekit_client_pages_and_the_web_client_meet(
 ) -> None:
     bridge = stack.bridge
     assert bridge is not None
-    alice, bob, carol = [await stack.user(n) for n in ("alice", "bob", "carol")]
-    room_id = await stack.room_with_bot(alice)
-    for user in (bob, carol):
-        await alice.invite(room_id, user.user_id)
-        await user.join(room_id)
+    room_id, (alice, bob, carol) = await room_with(stack, "alice", "bob", "carol")
     a_token = await livekit_token(stack, alice, room_id, "ADEVICE")
     b_token = await livekit_token(stack, bob, room_id, "BDEVICE")
     now_s = bridge.clock.now_ms() // 1000
     a_identity = bridge.livekit_tokens.check(a_token["jwt"], now_s).identity
     b_identity = bridge.livekit_tokens.check(b_token["jwt"], now_s).identity
 
-    pages: list[Participant] = []
-    try:
+    async with kept_pages(bridge) as pages:
         a = await open_livekit_page(browser, livekit_site_url)
         pages.append(a)
         b = await open_livekit_page(browser, livekit_site_url)
@@ -132,14 +146,6 @@ async def test_livekit_client_pages_and_the_web_client_meet(
             return a_identity not in (await lk_state(b)).get("participants", [])
 
         await eventually(b_saw_her_go)
-    except BaseException:
-        print("meetings:", bridge.meetings.stats())
-        for index, page in enumerate(pages):
-            print(f"--- page {index} console:\n" + "\n".join(page.console[-40:]))
-        raise
-    finally:
-        for page in pages:
-            await page.close()
 
 
 async def _set_quality(page: Participant, publisher: str, quality: str) -> None:
@@ -172,19 +178,14 @@ async def test_each_subscriber_gets_the_simulcast_layer_it_asks_for(
     layer they ask for, switching when they ask again."""
     bridge = stack.bridge
     assert bridge is not None
-    alice, bob, carol = [await stack.user(n) for n in ("alice", "bob", "carol")]
-    room_id = await stack.room_with_bot(alice)
-    for user in (bob, carol):
-        await alice.invite(room_id, user.user_id)
-        await user.join(room_id)
+    room_id, (alice, bob, carol) = await room_with(stack, "alice", "bob", "carol")
     tokens = {
         user.user_id: await livekit_token(stack, user, room_id, device)
         for user, device in ((alice, "A"), (bob, "B"), (carol, "C"))
     }
     now_s = bridge.clock.now_ms() // 1000
     a_identity = bridge.livekit_tokens.check(tokens[alice.user_id]["jwt"], now_s).identity
-    pages: list[Participant] = []
-    try:
+    async with kept_pages(bridge) as pages:
         a = await open_livekit_page(browser, livekit_site_url)
         pages.append(a)
         token = tokens[alice.user_id]
@@ -225,11 +226,3 @@ async def test_each_subscriber_gets_the_simulcast_layer_it_asks_for(
         # Frames kept coming through both switches.
         for page in viewers:
             await wait_for_livekit_media(page, [a_identity])
-    except BaseException:
-        print("meetings:", bridge.meetings.stats())
-        for index, page in enumerate(pages):
-            print(f"--- page {index} console:\n" + "\n".join(page.console[-40:]))
-        raise
-    finally:
-        for page in pages:
-            await page.close()

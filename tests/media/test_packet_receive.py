@@ -61,6 +61,17 @@ def sender_of(client: Client, source: str) -> Any:
     return client._transceiver_of(source).sender
 
 
+async def alice_to_bob(
+    meetings: Meetings, microphone: bool = True, frames: int = 10
+) -> tuple[Meeting, Client, Client]:
+    """A packet-path meeting where Bob already receives ``frames`` of Alice's camera."""
+    meeting = packet_meeting(meetings)
+    alice, bob = meeting.join("alice"), meeting.join("bob")
+    await alice.publish(microphone=microphone)
+    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= frames)
+    return meeting, alice, bob
+
+
 async def test_no_frames_are_assembled_while_nobody_wants_frames(meetings: Meetings) -> None:
     meeting = packet_meeting(meetings)
     alice, bob = meeting.join("alice"), meeting.join("bob")
@@ -86,10 +97,7 @@ async def test_no_frames_are_assembled_while_nobody_wants_frames(meetings: Meeti
 async def test_a_listener_starts_frame_assembly_at_a_keyframe_and_stops_it_by_leaving(
     meetings: Meetings,
 ) -> None:
-    meeting = packet_meeting(meetings)
-    alice, bob = meeting.join("alice"), meeting.join("bob")
-    await alice.publish()
-    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= 10)
+    meeting, alice, bob = await alice_to_bob(meetings)
     assert alice.camera is not None
     tracks = published(meeting, "alice")
     assert tracks["camera"].frames_assembled == 0
@@ -126,10 +134,7 @@ async def test_a_listener_starts_frame_assembly_at_a_keyframe_and_stops_it_by_le
 
 
 async def test_packets_lost_on_the_way_in_are_asked_for_and_repaired(meetings: Meetings) -> None:
-    meeting = packet_meeting(meetings)
-    alice, bob = meeting.join("alice"), meeting.join("bob")
-    await alice.publish(microphone=False)
-    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= 10)
+    meeting, alice, bob = await alice_to_bob(meetings, microphone=False)
     camera = sender_of(alice, "camera")
     asked: list[int] = []
     retransmit = camera._retransmit
@@ -171,10 +176,7 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 10.0)
 async def test_the_publisher_gets_receiver_reports_and_bitrate_estimates(
     meetings: Meetings,
 ) -> None:
-    meeting = packet_meeting(meetings)
-    alice, bob = meeting.join("alice"), meeting.join("bob")
-    await alice.publish()
-    await wait_for(lambda: bob.frames_from("alice", "camera"))
+    meeting, alice, _ = await alice_to_bob(meetings, frames=1)
     camera = sender_of(alice, "camera")
     rembs: list[int] = []
     handle = camera._handle_rtcp_packet
@@ -216,10 +218,7 @@ async def test_the_publisher_gets_receiver_reports_and_bitrate_estimates(
 async def test_packets_are_handled_in_the_sockets_callback_not_through_aioices_queue(
     meetings: Meetings,
 ) -> None:
-    meeting = packet_meeting(meetings)
-    alice, bob = meeting.join("alice"), meeting.join("bob")
-    await alice.publish()
-    await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= 10)
+    meeting, _, bob = await alice_to_bob(meetings)
     pc = server_publish_pc(meeting, "alice")
     dtls = pc.getTransceivers()[0].receiver.transport
     queued: list[object] = []
