@@ -70,15 +70,14 @@ class MatrixRooms:
         (a unique violation), as when someone signs in while the bot joins; so does a
         member event stored in the middle of a read, which is then read again."""
         async with self._member_locks.setdefault(room_id, asyncio.Lock()):
-            for attempt in range(3):
+            for _ in range(2):
                 try:
                     return await self.bot.get_joined_members(RoomID(room_id))
                 except _DUPLICATE_ROW:
                     # A member event stored between mautrix's delete and insert of the
                     # list: its transaction rolled back; the next read sees that row.
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+                    continue
+            return await self.bot.get_joined_members(RoomID(room_id))
 
     # RoomDirectory (sign-in) ------------------------------------------------------
 

@@ -159,6 +159,8 @@ class RtcPresence:
         self._renewer = asyncio.ensure_future(self._renew_every_hour())
 
     async def _changed(self, meeting: Meeting, change: Change) -> None:
+        if change is Change.ENDED:
+            self._refused.discard(meeting.id)  # its memberships are withdrawn regardless
         if change is not Change.CAPTURE:
             self._schedule(meeting)
 
