@@ -155,10 +155,16 @@ class Receiver:
     task: asyncio.Task[None] | None = None
     tapped: set[str] = field(default_factory=set)
     got_video: asyncio.Event = field(default_factory=asyncio.Event)
+    #: When each step of joining was first reached (monotonic seconds): see PHASES.
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, phase: str) -> None:
+        self.marks.setdefault(phase, time.monotonic())
 
     def on_video(self, frame: EncodedFrame) -> None:
         if self.first_video is None:
             self.first_video = time.monotonic()
+            self.mark("first frame")
             self.got_video.set()
         self.video_frames += 1
 
@@ -168,8 +174,29 @@ class Receiver:
     def on_packet(self, packet: object) -> None:
         self.packets += 1
 
+    def on_video_packet(self, packet: object) -> None:
+        if "first video packet" not in self.marks:
+            self.mark("first video packet")
+        self.packets += 1
+
+    def watch(self, pc: RTCPeerConnection) -> None:
+        """Mark when ICE and then DTLS come up on ``pc``."""
+
+        @pc.on("iceconnectionstatechange")
+        def ice_state() -> None:
+            if pc.iceConnectionState in ("connected", "completed"):
+                self.mark("ICE up")
+
+        @pc.on("connectionstatechange")
+        def state() -> None:
+            if pc.connectionState == "connected":
+                self.mark("DTLS up")
+
     async def take_offer(self, pc: RTCPeerConnection, offer: str) -> None:
         """Set a server's offer on ``pc`` and count what each new receiver gets."""
+        if "offer in" not in self.marks:
+            self.mark("offer in")
+            self.watch(pc)
         self.pc = pc
         await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         for transceiver in pc.getTransceivers():
@@ -177,7 +204,8 @@ class Receiver:
                 self.tapped.add(transceiver.mid)
                 count = self.on_video if transceiver.kind == "video" else self.on_audio
                 tap_encoded_frames(transceiver.receiver, count)
-                aiortc_hooks.observe_rtp(transceiver.receiver, self.on_packet)
+                on_packet = self.on_video_packet if transceiver.kind == "video" else self.on_packet
+                aiortc_hooks.observe_rtp(transceiver.receiver, on_packet)
 
     async def run(self, session: aiohttp.ClientSession, base: str) -> None:
         self.joined = time.monotonic()
@@ -292,6 +320,8 @@ class Result:
     input_fps: float | None
     plis: int | None
     client_cpu: float
+    #: Per step of joining (PHASES), median and max seconds after joining.
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 async def start_sfu(args: argparse.Namespace) -> tuple[asyncio.subprocess.Process, str]:
@@ -446,6 +476,11 @@ async def measure(
     packets = sum(r.packets for r in receivers) - packets_before
     rates = [(r.video_frames - b) / elapsed for r, b in zip(receivers, frames_before, strict=True)]
     joins = [r.first_video - r.joined for r in receivers if r.first_video is not None]
+    phases = {}
+    for phase in PHASES:
+        times = [r.marks[phase] - r.joined for r in receivers if phase in r.marks]
+        if times:
+            phases[phase] = (statistics.median(times), max(times))
     if args.loss:
         lost = sum(r.lost for r in receivers)
         print(f"N={len(receivers)} {server}: {lost} RTP datagrams dropped on purpose", flush=True)
@@ -464,6 +499,7 @@ async def measure(
         input_fps=(await video_in() - input_before) / elapsed if video_in is not None else None,
         plis=None,
         client_cpu=client_cpu,
+        phases=phases,
     )
 
 
@@ -486,6 +522,22 @@ def print_table(results: list[Result]) -> None:
             f"| {plis} | {r.client_cpu:.0f} |",
             flush=True,
         )
+
+
+#: The steps of joining that --timeline shows, in order, as the receivers see them.
+PHASES = ("offer in", "ICE up", "DTLS up", "first video packet", "first frame")
+
+
+def print_phases(results: list[Result]) -> None:
+    """Where the join to first frame goes: each step's median / max time after joining."""
+    print("| receivers | server | " + " | ".join(PHASES) + " |")
+    print("| ---: | --- |" + " ---: |" * len(PHASES))
+    for r in results:
+        cells = [
+            f"{r.phases[p][0] * 1000:.0f} / {r.phases[p][1] * 1000:.0f}" if p in r.phases else ""
+            for p in PHASES
+        ]
+        print(f"| {r.receivers} | {r.server} | " + " | ".join(cells) + " |", flush=True)
 
 
 def print_comparison(results: list[Result]) -> None:
@@ -561,6 +613,8 @@ async def bench(args: argparse.Namespace) -> None:
                 results.append(await play(count, clip, opus, args))
                 print_table(results[-1:]) if args.progress else None
     print_table(results)
+    if args.timeline:
+        print_phases(results)
     if args.against is not None:
         print_comparison(results)
     print_capacity(results)
@@ -602,6 +656,11 @@ def main() -> None:
     )
     parser.add_argument("--against", choices=["janus"], default=None, help="compare with")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per N and side")
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="also print when each step of joining was reached (median / max ms)",
+    )
     parser.add_argument(
         "--loss",
         type=float,

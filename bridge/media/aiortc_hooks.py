@@ -34,7 +34,10 @@ each checked by ``tests/media/test_aiortc_hooks.py``:
   frames with aiortc's jitter buffer, only while a frame consumer exists.
   :func:`take_over_rtp_input` handles those packets in the ICE socket's callback, with
   the DTLS transport's SRTP session, extension map and router
-  (:data:`DTLS_RECEIVE_ATTRIBUTES`), instead of through aioice's queue and coroutines.
+  (:data:`DTLS_RECEIVE_ATTRIBUTES`), instead of through aioice's queue and coroutines;
+  so are the RTCP packets of publishers' and subscribers' connections, each given to
+  aiortc's own handler of the sender or receiver it is for, run at once
+  (:func:`run_eagerly`).
 - :func:`close_peer_connection`: close a peer connection without leaving an ICE consent
   task behind (aioice starts one even when the connection closed just as ICE completed).
 - :func:`drop_bad_datagrams` (part of :func:`gather_candidates`): anyone can send
@@ -64,7 +67,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from importlib.metadata import version
 from typing import Any
 
@@ -80,6 +83,7 @@ from aiortc.rtcrtpreceiver import StreamStatistics, TimestampMapper
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTP_HISTORY_SIZE,
+    RtcpPacket,
     RtcpPsfbPacket,
     RtcpSenderInfo,
     RtcpSrPacket,
@@ -759,17 +763,19 @@ def take_over_receiver(receiver: RTCRtpReceiver, on_packet: PacketCallback) -> P
 
 
 def take_over_rtp_input(pc: RTCPeerConnection) -> None:
-    """Handle the SRTP packets that reach ``pc``'s ICE sockets right there, when they go
-    to a :class:`PacketReceiver`. Call after gathering (the sockets exist); again after a
-    renegotiation does no harm.
+    """Handle the SRTP and SRTCP packets that reach ``pc``'s ICE sockets right there. Call
+    after gathering (the sockets exist); again after a renegotiation does no harm.
 
     aiortc's way costs two turns of the event loop and four coroutines per packet:
-    aioice parses every datagram as STUN first (a raised exception for each RTP packet),
-    queues it, then the DTLS transport's task takes it from the queue, reads the time as
-    a ``datetime``, unprotects, parses and awaits the receiver's handler. Here the packet
-    is unprotected, parsed and routed with the DTLS transport's own session, extension
-    map and router, in the socket's callback. Anything else (STUN, DTLS, RTCP, SRTP
-    before the handshake, or while aioice's queue holds earlier data) goes the usual way.
+    aioice parses every datagram as STUN first (a raised exception for each RTP or RTCP
+    packet), queues it, then the DTLS transport's task takes it from the queue, reads the
+    time as a ``datetime``, unprotects, parses and awaits the receiver's or sender's
+    handler. Here the packet is unprotected, parsed and routed with the DTLS transport's
+    own session, extension map and router, in the socket's callback: RTP that goes to a
+    :class:`PacketReceiver` is handled at once, and each RTCP packet goes to aiortc's own
+    handler of the sender or receiver it is for, run at once (:func:`run_eagerly`).
+    Anything else (STUN, DTLS, SRTP before the handshake, or while aioice's queue holds
+    earlier data) goes the usual way.
     """
     transports = {id(t.receiver.transport): t.receiver.transport for t in pc.getTransceivers()}
     for dtls in transports.values():
@@ -803,18 +809,21 @@ def _take_rtp_input(protocol: Any, connection: Any, dtls: Any) -> None:
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         session = dtls._rx_srtp
-        if (
-            session is None
-            or len(data) < 12
-            or not 127 < data[0] < 192
-            or 192 <= data[1] <= 223  # RTCP
-            or not queue.empty()
-        ):
+        if session is None or len(data) < 12 or not 127 < data[0] < 192 or not queue.empty():
             handle(data, addr)
             return
-        arrival_time_ms = int(time.time() * 1000) + _NTP_MS_OFFSET
         dtls._RTCDtlsTransport__rx_bytes += len(data)
         dtls._RTCDtlsTransport__rx_packets += 1
+        if 192 <= data[1] <= 223:  # RTCP
+            try:
+                reports = RtcpPacket.parse(session.unprotect_rtcp(data))
+            except (pylibsrtp.Error, ValueError):
+                return  # as aiortc: dropped
+            for report in reports:
+                for recipient in router.route_rtcp(report):
+                    run_eagerly(recipient._handle_rtcp_packet(report), handling)
+            return
+        arrival_time_ms = int(time.time() * 1000) + _NTP_MS_OFFSET
         try:
             packet = RtpPacket.parse(session.unprotect(data), extensions)
         except (pylibsrtp.Error, ValueError):
@@ -832,6 +841,60 @@ def _take_rtp_input(protocol: Any, connection: Any, dtls: Any) -> None:
 
     # The asyncio transport looks the handler up on the protocol for every datagram.
     protocol.datagram_received = datagram_received
+
+
+def run_eagerly(coro: Coroutine[Any, Any, None], running: set[asyncio.Future[None]]) -> None:
+    """Run a coroutine now, up to its first real wait; if it waits, a task finishes it
+    (``running`` holds that task until it ends).
+
+    aiortc's RTCP handlers are coroutines that hardly ever wait: running them at once
+    instead of in a task saves a turn of the event loop per packet. What the coroutine
+    raises before it waits is logged, as a task's failure would be.
+    """
+    try:
+        waited = coro.send(None)
+    except StopIteration:
+        return
+    except Exception:
+        log.exception("An RTCP handler failed")
+        return
+    task = asyncio.ensure_future(_finish(coro, waited))
+    running.add(task)
+    task.add_done_callback(running.discard)
+
+
+class _Resumed:
+    """Awaitable that goes on with a coroutine already run up to a wait (``waited``,
+    what it yielded): the task awaiting this sees the same waits as the coroutine."""
+
+    __slots__ = ("_coro", "_waited")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waited: Any) -> None:
+        self._coro = coro
+        self._waited = waited
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, waited = self._coro, self._waited
+        while True:
+            try:
+                value = yield waited
+            except BaseException as error:  # thrown into the task: pass it on
+                try:
+                    waited = coro.throw(error)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waited = coro.send(value)
+                except StopIteration:
+                    return
+
+
+async def _finish(coro: Coroutine[Any, Any, None], waited: Any) -> None:
+    try:
+        await _Resumed(coro, waited)
+    except Exception:
+        log.exception("An RTCP handler failed")
 
 
 FrameOut = Callable[[bytes, int], None]

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from aiortc.rtp import RtpPacket
 
-from .aiortc_hooks import FULL, NOT_CONNECTED, RtpOutput, SenderInfo, SendParameters
+from .aiortc_hooks import FULL, NOT_CONNECTED, RtpOutput, SenderInfo, SendParameters, ntp_time
 from .counters import MediaCounters
 
 #: Packets kept per forward for retransmission (about 2.5 s of 1 Mbit/s video). The
@@ -229,6 +229,17 @@ class PacketForward:
         self._abs_id = parameters.abs_send_time_id or 0
         self._level_id = parameters.audio_level_id or 0
         self._layout = self._mid_element + bytes([self._abs_id, self._level_id])
+        if self.attached and self.waiting_for_keyframe and not self.paused:
+            self.connected()
+
+    def connected(self) -> None:
+        """The connection is up (aiortc starts a sender once DTLS is): a video forward
+        waiting for its first keyframe catches up from the track's latest one, or asks
+        for one, now rather than at the track's next packet (up to a frame later)."""
+        if self.parameters is None or not self._output.connected:
+            return
+        ntp = ntp_time()
+        self._catch_up(ntp, ntp_abs_send_time(ntp), {})
 
     def _extensions(self, abs_send_time: bytes, audio_level: bytes | None) -> bytes:
         return extension_block(

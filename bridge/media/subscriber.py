@@ -322,6 +322,9 @@ class Subscriber:
         )
         if self._closed:
             return
+        if self._settings.packet_forwarding:
+            # Subscribers' RTCP (receiver reports, NACKs, PLIs) is handled as it arrives.
+            aiortc_hooks.take_over_rtp_input(pc)
         for slot, assignment in carried:
             slot.offered = assignment
         self._offered_sections = offer.sdp.count("\r\nm=")

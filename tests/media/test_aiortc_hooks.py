@@ -275,3 +275,41 @@ def test_ntp_time_matches_aiortcs() -> None:
 
     ours, theirs = aiortc_hooks.ntp_time(), clock.current_ntp_time()
     assert abs(ours - theirs) < (1 << 32) // 100  # within 10 ms
+
+
+async def test_run_eagerly_runs_a_coroutine_at_once_and_a_task_finishes_a_waiting_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    steps: list[str] = []
+    running: set[asyncio.Future[None]] = set()
+
+    async def quick() -> None:
+        steps.append("quick")
+
+    aiortc_hooks.run_eagerly(quick(), running)
+    assert steps == ["quick"] and not running  # done before run_eagerly returned
+
+    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def waits() -> None:
+        steps.append("before")
+        steps.append(await gate)
+        await asyncio.sleep(0)
+        steps.append("after")
+
+    aiortc_hooks.run_eagerly(waits(), running)
+    assert steps[-1] == "before" and len(running) == 1
+    gate.set_result("woken")
+    await wait_for(lambda: not running)
+    assert steps[-2:] == ["woken", "after"]
+
+    async def fails(at_once: bool) -> None:
+        if not at_once:
+            await asyncio.sleep(0)
+        raise RuntimeError("broken handler")
+
+    for at_once in (True, False):
+        caplog.clear()
+        aiortc_hooks.run_eagerly(fails(at_once), running)
+        await wait_for(lambda: not running)
+        assert "An RTCP handler failed" in caplog.text and "broken handler" in caplog.text

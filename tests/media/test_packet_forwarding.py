@@ -171,11 +171,21 @@ async def test_lost_packets_are_retransmitted_from_the_history(meetings: Meeting
 
             protocol.datagram_received = datagram_received
 
+    # bob's NACKs (and receiver reports) are handled where they reach the server's
+    # socket, not through aiortc's queue and the DTLS transport's task.
+    server = meeting.router.participant("bob")
+    server_pc = server.subscriber._pc  # type: ignore[union-attr]
+    assert server_pc is not None
+    dtls = server_pc.getTransceivers()[0].sender.transport
+    slow_path: list[bytes] = []
+    dtls._handle_rtcp_data = lambda data: slow_path.append(data)  # never awaited if unused
+
     start = len(bob.frames_from("alice", "camera"))
     await wait_for(lambda: len(bob.frames_from("alice", "camera")) >= start + 90, within=15)
     forward = forward_of(meeting, bob, "alice", "camera")
     assert len(dropped) >= 15
     assert forward.retransmitted >= len(dropped) // 2
+    assert slow_path == []
     assert alice.camera is not None
     # Every frame arrived, in order: the losses were all repaired.
     received = [f.data for f in bob.frames_from("alice", "camera")]
@@ -387,3 +397,37 @@ def test_a_forward_that_already_sent_asks_for_a_keyframe_instead() -> None:
     fresh.attach(lambda: requests.append(2), lambda: None, tuple)
     fresh.forward(_video_packet(5, 0, b"\x10\x51d"), False, 0, b"\x00\x00\x00", None, {})
     assert requests[-1] == 2
+
+
+def test_a_forward_starts_its_picture_as_soon_as_its_connection_is_up() -> None:
+    # The subscription is attached when the answer comes in, before ICE and DTLS are up;
+    # aiortc starts the sender once DTLS is. The picture starts right then, not at the
+    # track's next packet (up to a frame later).
+    from bridge.media.counters import MediaCounters
+
+    class Parameters:
+        payload_type, rtx_payload_type, ssrc, rtx_ssrc = 96, None, 1234, 5678
+        mid, mid_id, abs_send_time_id, audio_level_id = "1", 1, 3, None
+
+    key, delta = b"\x10\x50key", b"\x10\x51d1"
+    recent = [_video_packet(100, 0, key), _video_packet(101, 3000, delta)]
+    for available, expected_sent, expected_requests in ((recent, [key, delta], 0), ((), [], 1)):
+        output = RecordingOutput()
+        output.connected = False
+        forward = PacketForward(output, "video", MediaCounters())  # type: ignore[arg-type]
+        requests: list[int] = []
+        forward.attach(lambda: requests.append(1), lambda: None, lambda a=available: a)
+        assert requests == [] and forward.waiting_for_keyframe  # not connected: not yet
+        output.connected = True
+        forward.started(Parameters())  # type: ignore[arg-type]
+        assert [payload for _, payload in output.sent] == expected_sent
+        assert len(requests) == expected_requests
+        assert forward.waiting_for_keyframe == (not expected_sent)
+
+    # A paused forward, or one whose connection is still not up, waits as before.
+    output = RecordingOutput()
+    output.connected = False
+    forward = PacketForward(output, "video", MediaCounters())  # type: ignore[arg-type]
+    forward.attach(lambda: requests.append(2), lambda: None, lambda: recent)
+    forward.started(Parameters())  # type: ignore[arg-type]
+    assert output.sent == [] and requests[-1] != 2
