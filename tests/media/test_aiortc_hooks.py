@@ -313,3 +313,43 @@ async def test_run_eagerly_runs_a_coroutine_at_once_and_a_task_finishes_a_waitin
         aiortc_hooks.run_eagerly(fails(at_once), running)
         await wait_for(lambda: not running)
         assert "An RTCP handler failed" in caplog.text and "broken handler" in caplog.text
+
+
+def test_the_lean_rate_counter_gives_what_aiortcs_gives() -> None:
+    import random
+
+    from aiortc import rate
+
+    theirs_class = aiortc_hooks.AIORTC_RATE_COUNTER
+    assert theirs_class is not None and theirs_class is not aiortc_hooks.WindowRateCounter
+    # Installed: every REMB estimator made from now on counts with ours.
+    assert isinstance(
+        rate.RemoteBitrateEstimator().incoming_bitrate, aiortc_hooks.WindowRateCounter
+    )
+    for seed in range(100):
+        rnd = random.Random(seed)
+        window = rnd.choice([1000, 50, 7])
+        theirs, ours = theirs_class(window, 8000), aiortc_hooks.WindowRateCounter(window, 8000)
+        now = rnd.randrange(10**12)
+        rates = 0
+        for _ in range(400):
+            step = rnd.random()
+            if step < 0.6:  # packets in bursts, a few ms apart
+                now += rnd.choice([0, 0, 1, 3, 6, 20])
+            elif step < 0.7:  # pauses, some longer than the window
+                now += rnd.randrange(2 * window + 5)
+            elif step < 0.75:  # the wall clock stepping back a little
+                now -= rnd.randrange(3)
+            action = rnd.random()
+            if action < 0.6:
+                size = rnd.randrange(1500)
+                theirs.add(size, now)
+                ours.add(size, now)
+            elif action < 0.95:
+                rate_now = theirs.rate(now)
+                assert ours.rate(now) == rate_now, (seed, now)
+                rates += rate_now is not None
+            else:
+                theirs.reset()
+                ours.reset()
+        assert rates > 0
