@@ -84,9 +84,12 @@ from aiortc.rtcrtpreceiver import StreamStatistics, TimestampMapper
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTP_HISTORY_SIZE,
+    RtcpByePacket,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpSdesPacket,
     RtcpSenderInfo,
+    RtcpSourceInfo,
     RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
@@ -1102,18 +1105,21 @@ def take_over_sender(
     sender: RTCRtpSender,
     on_started: Callable[[SendParameters], None],
     retransmit: Callable[[int], bool],
-    sender_info: Callable[[], SenderInfo | None],
 ) -> None:
-    """Let the router write this sender's RTP itself, beside aiortc's own.
+    """Let the router write this sender's RTP and RTCP sender reports itself.
 
     Call before the sender starts. ``on_started`` gets what was negotiated when it starts.
-    A NACK asks ``retransmit(seq)`` first (true: handled), then aiortc's history. Each
-    RTCP sender report aiortc sends (about one a second) carries ``sender_info()`` when
-    it gives one, instead of aiortc's counters of the packets it sent itself.
+    A NACK asks ``retransmit(seq)`` first (true: handled), then aiortc's history.
+    aiortc's RTCP task for the sender no longer wakes up every second to send a report
+    of the packets it sent itself (none): the router sends reports with its own figures
+    (:meth:`RtpOutput.send_report`) as its packets go out, in the same turn of the event
+    loop. The task stays, idle, to send the RTCP BYE when the sender stops.
     """
     start: Callable[..., Awaitable[None]] = sender.send
     original_retransmit: Callable[[int], Awaitable[None]] = sender._retransmit
     send_rtcp: Callable[[list[Any]], Awaitable[None]] = sender._send_rtcp
+    started: asyncio.Event = getattr(sender, _SENDER_RTCP_STARTED)
+    exited: asyncio.Event = getattr(sender, _SENDER_RTCP_EXITED)
 
     async def send(parameters: Any) -> None:
         await start(parameters)
@@ -1123,24 +1129,35 @@ def take_over_sender(
         if not retransmit(sequence_number):
             await original_retransmit(sequence_number)
 
-    async def send_reports(packets: list[Any]) -> None:
-        info = sender_info()
-        if info is not None:
-            for packet in packets:
-                if isinstance(packet, RtcpSrPacket) and packet.ssrc == sender._ssrc:
-                    ntp, rtp, count, octets = info
-                    packet.sender_info = RtcpSenderInfo(
-                        ntp_timestamp=ntp,
-                        rtp_timestamp=rtp,
-                        packet_count=count & 0xFFFFFFFF,
-                        octet_count=octets & 0xFFFFFFFF,
-                    )
-        await send_rtcp(packets)
+    async def run_rtcp() -> None:
+        # What aiortc's _run_rtcp does, without its report every 0.5 to 1.5 s.
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.get_running_loop().create_future()  # until stop() cancels
+        await send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+        exited.set()
 
     # aiortc looks each of these up on the instance when it uses them.
     sender.send = send  # type: ignore[method-assign]
     sender._retransmit = retransmit_packet  # type: ignore[method-assign]
-    sender._send_rtcp = send_reports  # type: ignore[method-assign]
+    sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
+
+
+_SENDER_RTCP_STARTED = "_RTCRtpSender__rtcp_started"
+_SENDER_RTCP_EXITED = "_RTCRtpSender__rtcp_exited"
+#: The sender's CNAME and last sender report (middle 32 bits of its NTP time, and when
+#: it went), from which aiortc works out the round-trip time when a receiver report
+#: comes back.
+_SENDER_CNAME = "_RTCRtpSender__cname"
+_SENDER_LSR = "_RTCRtpSender__lsr"
+_SENDER_LSR_TIME = "_RTCRtpSender__lsr_time"
+_INSTANCE_ATTRIBUTES |= {
+    _SENDER_RTCP_STARTED,
+    _SENDER_RTCP_EXITED,
+    _SENDER_CNAME,
+    _SENDER_LSR,
+    _SENDER_LSR_TIME,
+}
 
 
 # What RtpOutput.send() says happened to a packet.
@@ -1202,17 +1219,8 @@ class RtpOutput:
         :data:`NOT_CONNECTED` (nothing sent), or :data:`FULL` (the socket's buffer is
         full, or the packet too big: it is lost)."""
         dtls = self._dtls
-        if dtls is None or dtls._state is not _CONNECTED_STATE:
-            # Not yet, or no more: the sender's transport may also have been replaced
-            # (bundling) since it was looked up.
-            dtls = self._sender.transport
-            if dtls._state is not _CONNECTED_STATE:
-                return NOT_CONNECTED
-            self._dtls = dtls
-            self._ice = dtls.transport.iceGatherer._connection
-            # The SRTP session is made once DTLS is up, and lives as long as it.
-            self._session = dtls._tx_srtp
-            self._srtp = self._session._srtp[0]
+        if (dtls is None or dtls._state is not _CONNECTED_STATE) and not self._look_up():
+            return NOT_CONNECTED
         pair = self._ice._nominated.get(1)
         if pair is None:
             return NOT_CONNECTED
@@ -1238,6 +1246,72 @@ class RtpOutput:
             return SENT
         try:
             sendto(protected, self._addr)
+        except (BlockingIOError, InterruptedError):
+            return FULL
+        except OSError:
+            return NOT_CONNECTED
+        return SENT
+
+    def send_report(self, info: SenderInfo) -> int:
+        """Send an RTCP sender report (and the sender's SDES CNAME, as aiortc does) with
+        ``info``, now; as :meth:`send` says. Replies to it give aiortc's round-trip time."""
+        sender = self._sender
+        ntp, rtp, count, octets = info
+        packets: list[Any] = [
+            RtcpSrPacket(
+                ssrc=sender._ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=rtp,
+                    packet_count=count & 0xFFFFFFFF,
+                    octet_count=octets & 0xFFFFFFFF,
+                ),
+            )
+        ]
+        cname = getattr(sender, _SENDER_CNAME)
+        if cname is not None:
+            packets.append(
+                RtcpSdesPacket(
+                    chunks=[RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode())])]
+                )
+            )
+        outcome = self._send_rtcp(b"".join(bytes(p) for p in packets))
+        if outcome == SENT:
+            setattr(sender, _SENDER_LSR, (ntp >> 16) & 0xFFFFFFFF)
+            setattr(sender, _SENDER_LSR_TIME, time.time())
+        return outcome
+
+    def _look_up(self) -> bool:
+        """Whether DTLS is up; if so, take its SRTP session and ICE connection. The
+        sender's transport may have changed (bundling) since it was last looked up."""
+        dtls = self._sender.transport
+        if dtls._state is not _CONNECTED_STATE:
+            return False
+        self._dtls = dtls
+        self._ice = dtls.transport.iceGatherer._connection
+        # The SRTP session is made once DTLS is up, and lives as long as it.
+        self._session = dtls._tx_srtp
+        self._srtp = self._session._srtp[0]
+        return True
+
+    def _send_rtcp(self, data: bytes) -> int:
+        # A rare packet: pylibsrtp's own buffer is fine.
+        dtls = self._dtls
+        if (dtls is None or dtls._state is not _CONNECTED_STATE) and not self._look_up():
+            return NOT_CONNECTED
+        pair = self._ice._nominated.get(1)
+        if pair is None:
+            return NOT_CONNECTED
+        if pair is not self._pair:
+            self._use(pair)
+        protected = self._session.protect_rtcp(data)
+        if self._sendto is None:
+            relayed = asyncio.ensure_future(self._pair.protocol.send_data(protected, self._addr))
+            self._relayed.add(relayed)
+            relayed.add_done_callback(self._relayed.discard)
+            return SENT
+        try:
+            self._sendto(protected, self._addr)
         except (BlockingIOError, InterruptedError):
             return FULL
         except OSError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -44,6 +45,7 @@ Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 #: How recent a keyframe a subscriber whose connection just came up may start from
 #: (instead of asking for one more), and the most packets kept for that.
 CATCH_UP_SECONDS = 0.5
+_NTP_SECOND = 1 << 32
 CATCH_UP_PACKETS = 256
 #: A subscriber's simulcast layer unless it asks for another: the best one sent.
 BEST_LAYER = 255
@@ -83,6 +85,8 @@ class PublishedTrack:
         self._spawn = spawn
         self._subscriptions: list[Subscription] = []
         self._forwards: list[PacketForward] = []
+        #: When the forwards' next sender reports are due (NTP time).
+        self._reports_due = 0
         #: Whether packets come in through :meth:`on_packet`, so subscribers may take
         #: them one by one (a track of a local publisher, with packet forwarding on).
         self.packet_source = False
@@ -232,6 +236,8 @@ class PublishedTrack:
                 elif rank != target and not forward.paused:
                     self.request_keyframe(forward)  # for the layer it moves to
                 forward.forward(packet, keyframe, ntp, abs_send_time, None, shared)
+            if ntp >= self._reports_due:
+                self._send_reports(ntp)
         if self._assembler.active:
             if frame_layer != self._frame_layer:
                 self._frame_layer = frame_layer
@@ -270,10 +276,20 @@ class PublishedTrack:
             shared: dict[bytes, bytes] = {}
             for forward in forwards:
                 forward.forward(packet, keyframe, ntp, abs_send_time, audio_level, shared)
+            if ntp >= self._reports_due:
+                self._send_reports(ntp)
         if video and payload:
             self._keep_since_keyframe(packet, keyframe)
         if self._assembler.active and self._assembler.add(packet, keyframe):
             self.keyframes.request()
+
+    def _send_reports(self, ntp: int) -> None:
+        """Each forward's RTCP sender report, in the turn of the loop a packet came in:
+        about once a second, at 0.5 to 1.5 s as RFC 3550 asks (aiortc's own interval),
+        with no timer per subscriber to wake the process in between."""
+        self._reports_due = ntp + int((0.5 + random.random()) * _NTP_SECOND)
+        for forward in self._forwards:
+            forward.report()
 
     def _keep_since_keyframe(self, packet: RtpPacket, keyframe: bool) -> None:
         # The packets since the latest keyframe, while it is recent (see recent()).

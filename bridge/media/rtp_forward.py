@@ -9,10 +9,11 @@ untouched, protects the packet and writes it to the subscriber's socket
 
 What aiortc's sender gave for free is kept: a per-subscriber history answers NACKs (as
 RTX when negotiated), sender reports carry the publisher's own NTP/RTP pairs translated
-to the subscriber's timestamps (so audio and video stay in sync), PLI/FIR go to the
-publisher through the track's rate-limited requester, and aiortc still consumes receiver
-reports. A video forward starts, and starts again after a loss it cannot repair (its
-socket buffer was full), at a keyframe found on packet boundaries
+to the subscriber's timestamps (so audio and video stay in sync; the publishing track
+sends them about once a second as its packets come, rather than a timer per sender),
+PLI/FIR go to the publisher through the track's rate-limited requester, and aiortc still
+consumes receiver reports. A video forward starts, and starts again after a loss it
+cannot repair (its socket buffer was full), at a keyframe found on packet boundaries
 (:func:`keyframe_start`); the others are never slowed down.
 """
 
@@ -443,6 +444,13 @@ class PacketForward:
         if not self._output.send(header, payload):
             self.retransmitted += 1
         return True
+
+    def report(self) -> None:
+        """Send an RTCP sender report now, if anything was sent (the publishing track
+        calls this about once a second, as its packets come)."""
+        info = self.sender_info()
+        if info is not None and self.attached:
+            self._output.send_report(info)
 
     def sender_info(self) -> SenderInfo | None:
         """The figures of this sender's next RTCP sender report: the publisher's latest

@@ -265,9 +265,7 @@ class Subscriber:
         if published.packet_source:
             sender = transceiver.sender
             forward = PacketForward(aiortc_hooks.RtpOutput(sender), published.kind, self._counters)
-            aiortc_hooks.take_over_sender(
-                sender, forward.started, forward.retransmit, forward.sender_info
-            )
+            aiortc_hooks.take_over_sender(sender, forward.started, forward.retransmit)
             slot.forward = forward
         aiortc_hooks.on_keyframe_request(transceiver.sender, partial(self._on_pli, slot))
         self._slots.append(slot)

@@ -160,9 +160,7 @@ async def test_a_taken_over_sender_sends_what_we_write_and_reports_our_figures()
     started: list[aiortc_hooks.SendParameters] = []
     nacked: list[int] = []
     info: aiortc_hooks.SenderInfo = (123 << 32, 4567, 89, 1000)
-    aiortc_hooks.take_over_sender(
-        sender, started.append, lambda seq: nacked.append(seq) or True, lambda: info
-    )
+    aiortc_hooks.take_over_sender(sender, started.append, lambda seq: nacked.append(seq) or True)
     output = aiortc_hooks.RtpOutput(sender)
     assert output.send(b"\x80" * 12, b"x") == aiortc_hooks.NOT_CONNECTED
     frames: list[EncodedFrame] = []
@@ -199,8 +197,21 @@ async def test_a_taken_over_sender_sends_what_we_write_and_reports_our_figures()
         output.send(*packet(seq, (seq - 100) * 3000, b"more"))
     await wait_for(lambda: len(frames) >= 3)
     assert [f.data for f in frames[:3]] == [b"one", b"two", b"three"]
+    # Sender reports go when we say, with our figures; aiortc's task sends none itself.
+    assert output.send_report(info) == aiortc_hooks.SENT
     await wait_for(lambda: reports, within=5)
-    assert reports[0] == (sender._ssrc, info[0], info[1])
+    assert reports == [(sender._ssrc, info[0], info[1])]
+    # The receiver's next report answers it: aiortc has a round-trip time again.
+    rtt = None
+    for _ in range(50):  # aiortc's receiver reports every 0.5 to 1.5 s
+        await asyncio.sleep(0.1)
+        stats = await sender.getStats()
+        inbound = [s for s in stats.values() if s.type == "remote-inbound-rtp"]
+        rtt = inbound[0].roundTripTime if inbound else None
+        if rtt is not None:
+            break
+    assert rtt is not None and 0 <= rtt < 1
+    assert reports == [(sender._ssrc, info[0], info[1])]
     await sending.close()
     await receiving.close()
 

@@ -331,10 +331,15 @@ class RecordingOutput:
 
     def __init__(self) -> None:
         self.connected = True
+        self.reports: list[aiortc_hooks.SenderInfo] = []
         self.sent: list[tuple[int, bytes]] = []
 
     def send(self, header: bytes, payload: bytes) -> int:
         self.sent.append((struct.unpack("!H", header[2:4])[0], payload))
+        return aiortc_hooks.SENT
+
+    def send_report(self, info: aiortc_hooks.SenderInfo) -> int:
+        self.reports.append(info)
         return aiortc_hooks.SENT
 
 
@@ -416,7 +421,7 @@ def test_a_forward_starts_its_picture_as_soon_as_its_connection_is_up() -> None:
         output.connected = False
         forward = PacketForward(output, "video", MediaCounters())  # type: ignore[arg-type]
         requests: list[int] = []
-        forward.attach(lambda: requests.append(1), lambda: None, lambda a=available: a)
+        forward.attach(lambda r=requests: r.append(1), lambda: None, lambda a=available: a)
         assert requests == [] and forward.waiting_for_keyframe  # not connected: not yet
         output.connected = True
         forward.started(Parameters())  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import itertools
 import struct
 import time
 
+import pytest
 from aiortc.rtp import RtpPacket
 
 from bridge.media import aiortc_hooks
@@ -44,11 +45,16 @@ class Output:
 
     def __init__(self) -> None:
         self.connected = True
+        self.reports: list[aiortc_hooks.SenderInfo] = []
         self.sent: list[tuple[int, int, int, bytes]] = []
 
     def send(self, header: bytes, payload: bytes) -> int:
         seq, ts, ssrc = struct.unpack("!HII", header[2:12])
         self.sent.append((seq, ts, ssrc, payload))
+        return aiortc_hooks.SENT
+
+    def send_report(self, info: aiortc_hooks.SenderInfo) -> int:
+        self.reports.append(info)
         return aiortc_hooks.SENT
 
 
@@ -196,3 +202,33 @@ def test_the_offer_s_layers_are_read_and_the_answer_takes_them() -> None:
         "a=simulcast:send q;x;h\r\n",
     ):
         assert simulcast_layers("v=0\r\n" + bad) == {}
+
+
+async def test_sender_reports_ride_on_the_tracks_packets_about_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No timer per subscriber: the publishing track sends its forwards' reports in the
+    # turn of the loop a packet came in, every 0.5 to 1.5 s (RFC 3550's spread).
+    now = [1000.0]
+    monkeypatch.setattr(aiortc_hooks, "ntp_time", lambda: int(now[0] * (1 << 32)))
+    for rids in (("q", "h", "f"), ()):
+        published = track(Receiver())
+        published.rids = rids
+        publisher = Publisher(published)
+        playing, playing_out = forward()
+        idle, idle_out = forward()
+        published.attach_forward(playing)
+        published.attach_forward(idle)
+        idle.pause()  # sends nothing, so reports nothing
+        for step in range(300):  # 10 s of 30 fps, the keyframe first
+            now[0] += 1 / 30
+            if rids:
+                publisher.all_layers(key=step == 0)
+            else:
+                publisher.frame("f", key=step == 0)
+        assert 7 <= len(playing_out.reports) <= 20, rids
+        assert idle_out.reports == []
+        # Each carries the forward's own figures as they were then.
+        ntp, _, packets, octets = playing_out.reports[-1]
+        assert 0 < packets <= playing.packets and 0 < octets <= playing.octets
+        assert now[0] - 1.5 <= ntp / (1 << 32) <= now[0]  # no SR from the publisher here
