@@ -133,6 +133,14 @@ class VisioBridge(Program):
         )
         sys.exit(0)
 
+    def init_loop(self) -> None:
+        # mautrix's Program switches to uvloop whenever it is installed. The bridge runs
+        # on asyncio's own loop: its media path writes to and reads from the sockets of
+        # asyncio's datagram transports directly (bridge.media.aiortc_hooks), and on
+        # uvloop a SIGTERM never reached the loop's handler (the bridge did not stop).
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+
     def prepare_log(self) -> None:
         try:
             logging.config.dictConfig(copy.deepcopy(dict(self.config["logging"])))

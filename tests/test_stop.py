@@ -128,3 +128,29 @@ async def test_once_started_a_signal_asks_for_a_clean_stop_between_steps(
             loop.remove_signal_handler(sig)
         for sig, previous in handlers.items():
             signal.signal(sig, previous)
+
+
+def test_the_bridge_runs_on_asyncios_own_loop_even_where_uvloop_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # mautrix's Program installs uvloop whenever it can import it; on it a SIGTERM never
+    # reached the bridge's handler, and the media path needs asyncio's own transports.
+    import mautrix.util.program
+
+    installed: list[bool] = []
+
+    class FakeUvloop:
+        @staticmethod
+        def install() -> None:
+            installed.append(True)
+
+    monkeypatch.setattr(mautrix.util.program, "uvloop", FakeUvloop)
+    program = VisioBridge()
+    program.init_loop()
+    try:
+        assert installed == []
+        assert isinstance(program.loop, asyncio.SelectorEventLoop)
+        assert asyncio.get_event_loop_policy().__class__.__module__.startswith("asyncio")
+    finally:
+        program.loop.close()
+        asyncio.set_event_loop(None)
