@@ -233,6 +233,17 @@ async def test_the_receivers_internals_are_where_the_hooks_look() -> None:
     connection = dtls.transport.iceGatherer._connection
     assert isinstance(connection._queue, asyncio.Queue)
     assert isinstance(connection._protocols, list)
+    # What take_over_sender and RtpOutput.send_report read and set on a sender.
+    sender = pc.getTransceivers()[0].sender
+    for name in (aiortc_hooks._SENDER_RTCP_STARTED, aiortc_hooks._SENDER_RTCP_EXITED):
+        assert isinstance(getattr(sender, name), asyncio.Event), name
+    for name in (
+        aiortc_hooks._SENDER_CNAME,
+        aiortc_hooks._SENDER_LSR,
+        aiortc_hooks._SENDER_LSR_TIME,
+    ):
+        assert hasattr(sender, name), name
+    assert callable(sender._run_rtcp) and callable(sender._send_rtcp)
     # The REMB estimator is there for video only, and is what PacketReceiver feeds.
     assert isinstance(getattr(video, aiortc_hooks._BITRATE_ESTIMATOR), RemoteBitrateEstimator)
     assert getattr(audio, aiortc_hooks._BITRATE_ESTIMATOR) is None
