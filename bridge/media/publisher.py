@@ -45,8 +45,8 @@ Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 #: How recent a keyframe a subscriber whose connection just came up may start from
 #: (instead of asking for one more), and the most packets kept for that.
 CATCH_UP_SECONDS = 0.5
-_NTP_SECOND = 1 << 32
 CATCH_UP_PACKETS = 256
+_NTP_SECOND = 1 << 32  # in NTP time's units
 #: A subscriber's simulcast layer unless it asks for another: the best one sent.
 BEST_LAYER = 255
 #: A simulcast layer with no packet for this long is taken as stopped (a browser drops

@@ -231,9 +231,9 @@ class PacketForward:
         self._level_id = parameters.audio_level_id or 0
         self._layout = self._mid_element + bytes([self._abs_id, self._level_id])
         if self.attached and self.waiting_for_keyframe and not self.paused:
-            self.connected()
+            self.start_picture()
 
-    def connected(self) -> None:
+    def start_picture(self) -> None:
         """The connection is up (aiortc starts a sender once DTLS is): a video forward
         waiting for its first keyframe catches up from the track's latest one, or asks
         for one, now rather than at the track's next packet (up to a frame later)."""
