@@ -1165,11 +1165,13 @@ SENT, NOT_CONNECTED, FULL = 0, 1, 2
 
 _MAX_RTP = 1500
 _srtp_protect = _srtp_lib.srtp_protect
-_SRTP_TRAILER = 16 + 128  # pylibsrtp's SRTP_MAX_TRAILER_LEN
+_srtp_protect_rtcp = _srtp_lib.srtp_protect_rtcp
+_SRTP_TRAILER = 16 + 4 + 128  # pylibsrtp's SRTP_MAX_SRTCP_TRAILER_LEN (SRTP's is less)
 
 
 class RtpOutput:
-    """Protects RTP packets and writes them to one sender's connection, synchronously.
+    """Protects RTP (and RTCP) packets and writes them to one sender's connection,
+    synchronously.
 
     aiortc's path (``RTCDtlsTransport._send_rtp`` then aioice's ``sendto`` chain) costs
     three coroutines and a copy per packet; here the packet is copied once into a buffer
@@ -1213,11 +1215,12 @@ class RtpOutput:
         """Whether packets can go out now (DTLS is up, so SRTP keys are known)."""
         return self._sender.transport._state is _CONNECTED_STATE
 
-    def send(self, header: bytes, payload: bytes) -> int:
+    def send(self, header: bytes, payload: bytes, protect: Any = _srtp_protect) -> int:
         """Send one RTP packet, given as its header (extensions included) and payload,
         which are copied into the buffer side by side: :data:`SENT`,
         :data:`NOT_CONNECTED` (nothing sent), or :data:`FULL` (the socket's buffer is
-        full, or the packet too big: it is lost)."""
+        full, or the packet too big: it is lost). ``protect``: libsrtp's function
+        (``srtp_protect_rtcp`` for an RTCP packet, given whole as ``header``)."""
         dtls = self._dtls
         if (dtls is None or dtls._state is not _CONNECTED_STATE) and not self._look_up():
             return NOT_CONNECTED
@@ -1235,7 +1238,7 @@ class RtpOutput:
         view[split:size] = payload
         length = self._length
         length[0] = size
-        if _srtp_protect(self._srtp, self._cdata, length):
+        if protect(self._srtp, self._cdata, length):
             return FULL
         protected = view[: length[0]]
         sendto = self._sendto
@@ -1275,7 +1278,7 @@ class RtpOutput:
                     chunks=[RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode())])]
                 )
             )
-        outcome = self._send_rtcp(b"".join(bytes(p) for p in packets))
+        outcome = self.send(b"".join(bytes(p) for p in packets), b"", _srtp_protect_rtcp)
         if outcome == SENT:
             setattr(sender, _SENDER_LSR, (ntp >> 16) & 0xFFFFFFFF)
             setattr(sender, _SENDER_LSR_TIME, time.time())
@@ -1293,30 +1296,6 @@ class RtpOutput:
         self._session = dtls._tx_srtp
         self._srtp = self._session._srtp[0]
         return True
-
-    def _send_rtcp(self, data: bytes) -> int:
-        # A rare packet: pylibsrtp's own buffer is fine.
-        dtls = self._dtls
-        if (dtls is None or dtls._state is not _CONNECTED_STATE) and not self._look_up():
-            return NOT_CONNECTED
-        pair = self._ice._nominated.get(1)
-        if pair is None:
-            return NOT_CONNECTED
-        if pair is not self._pair:
-            self._use(pair)
-        protected = self._session.protect_rtcp(data)
-        if self._sendto is None:
-            relayed = asyncio.ensure_future(self._pair.protocol.send_data(protected, self._addr))
-            self._relayed.add(relayed)
-            relayed.add_done_callback(self._relayed.discard)
-            return SENT
-        try:
-            self._sendto(protected, self._addr)
-        except (BlockingIOError, InterruptedError):
-            return FULL
-        except OSError:
-            return NOT_CONNECTED
-        return SENT
 
     def _use(self, pair: Any) -> None:
         self._pair = pair
